@@ -1,0 +1,506 @@
+"""Bytes as delivered (Event Hubs events, files, Graph exports) to normalized records.
+
+This is the hot path of the whole product: every byte is decoded once with orjson, only the
+fields later stages use are read, and nothing is re-serialized except a rejected record.
+A record that cannot be understood becomes a ``Rejected`` with a short reason code and the
+field at fault; the good records next to it are kept.
+
+Reason codes (stable: dead-letter consumers and metrics use them):
+
+``too-large``            the event exceeds the configured size limit; not parsed
+``invalid-utf8``         bytes that are not UTF-8
+``invalid-json``         UTF-8 that is not JSON
+``not-an-object``        a record that is not a JSON object (e.g. a number inside ``records``)
+``missing-field``        a required field is absent or empty (``field`` names it)
+``bad-type``             a field has the wrong JSON type (``field`` names it)
+``bad-value``            a field has the right type but cannot be read (an unparseable timestamp)
+``unsupported-category`` a category the pipeline does not handle (audit logs, ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from pipeline.records import (
+    UNKNOWN_ERROR_CODE,
+    AuthStep,
+    Category,
+    Device,
+    Location,
+    PolicyResult,
+    Record,
+    RiskEvent,
+    SignIn,
+)
+from pipeline.timeparse import parse_time
+
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+REASONS = (
+    "too-large",
+    "invalid-utf8",
+    "invalid-json",
+    "not-an-object",
+    "missing-field",
+    "bad-type",
+    "bad-value",
+    "unsupported-category",
+)
+
+_CATEGORIES: dict[str, Category] = {c.value.lower(): c for c in Category}
+
+# Graph's beta signIn resource says which log it belongs to in signInEventTypes.
+_GRAPH_EVENT_TYPES: dict[str, Category] = {
+    "interactiveuser": Category.SIGNIN,
+    "noninteractiveuser": Category.NON_INTERACTIVE,
+    "serviceprincipal": Category.SERVICE_PRINCIPAL,
+    "managedidentity": Category.MANAGED_IDENTITY,
+}
+
+_NO_LOCATION = Location()
+_NO_DEVICE = Device()
+
+
+class ParseError(ValueError):
+    """A record the pipeline cannot use, with the reason code and the field at fault."""
+
+    def __init__(self, reason: str, field: str = "", detail: str = "", record_id: str = ""):
+        self.reason = reason
+        self.field = field
+        self.detail = detail
+        self.record_id = record_id
+        where = f" at {field}" if field else ""
+        rec = f" (record {record_id})" if record_id else ""
+        super().__init__(f"{reason}{where}{rec}{': ' + detail if detail else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record (or whole event) that did not parse, with what is needed to dead-letter it."""
+
+    reason: str
+    field: str
+    detail: str
+    raw: bytes
+    line: int = 1
+
+    @classmethod
+    def of(cls, error: ParseError, raw: bytes, line: int = 1) -> Rejected:
+        return cls(error.reason, error.field, str(error), raw, line)
+
+
+@dataclass(slots=True)
+class Parsed:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def parse_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
+    """Parse one delivered unit: an envelope, a record, an array, or JSON lines of those."""
+    out = Parsed()
+    if len(data) > max_bytes:
+        err = ParseError("too-large", "", f"{len(data)} bytes > limit {max_bytes}")
+        out.rejected.append(Rejected.of(err, data))
+        return out
+    try:
+        doc = _loads(data)
+    except ParseError as err:
+        if data.count(b"\n", 0, len(data.rstrip())) == 0:
+            out.rejected.append(Rejected.of(err, data))
+            return out
+        for line_no, line in _lines(data):
+            _parse_line(line, line_no, out)
+        return out
+    add_document(doc, out)
+    return out
+
+
+def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
+    """Parse a file: one JSON document (possibly pretty-printed), or JSON lines.
+
+    Each JSON line is one delivery and is held to ``max_bytes``; a whole-file document is
+    local input and is not.
+    """
+    out = Parsed()
+    try:
+        doc = _loads(data)
+    except ParseError:
+        for line_no, line in _lines(data):
+            if len(line) > max_bytes:
+                err = ParseError("too-large", "", f"{len(line)} bytes > limit {max_bytes}")
+                out.rejected.append(Rejected.of(err, line, line_no))
+            else:
+                _parse_line(line, line_no, out)
+        return out
+    add_document(doc, out)
+    return out
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for line_no, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            yield line_no, line
+
+
+def _parse_line(line: bytes, line_no: int, out: Parsed) -> None:
+    try:
+        doc = _loads(line)
+    except ParseError as err:
+        out.rejected.append(Rejected.of(err, line, line_no))
+        return
+    add_document(doc, out, line_no)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise ParseError("invalid-utf8", "", f"byte {uexc.start}") from None
+        raise ParseError("invalid-json", "", str(exc)) from None
+
+
+def add_document(doc: Any, out: Parsed, line: int = 1) -> None:
+    """Add the records of one decoded document to ``out``; reject bad ones one by one."""
+    if isinstance(doc, dict):
+        items = doc.get("records")
+        if items is None:
+            items = doc.get("value") if "@odata.context" in doc else None
+        if items is None:
+            items = [doc]
+        elif not isinstance(items, list):
+            err = ParseError("bad-type", "records", "expected a list")
+            out.rejected.append(Rejected.of(err, orjson.dumps(doc), line))
+            return
+    elif isinstance(doc, list):
+        items = doc
+    else:
+        err = ParseError("not-an-object", "", f"top level is {type(doc).__name__}")
+        out.rejected.append(Rejected.of(err, orjson.dumps(doc), line))
+        return
+    for item in items:
+        try:
+            out.records.append(normalize(item))
+        except ParseError as err:
+            out.rejected.append(Rejected.of(err, orjson.dumps(item), line))
+
+
+def normalize(rec: Any) -> Record:
+    """One decoded record (diagnostic-settings or Graph shape) to a ``SignIn`` or ``RiskEvent``."""
+    if not isinstance(rec, dict):
+        raise ParseError("not-an-object", "", f"record is {type(rec).__name__}")
+    props = _top(rec, "properties")
+    raw_category = _top(rec, "category")
+    if raw_category is None and props is None:
+        return _normalize_graph(rec)
+    if not isinstance(raw_category, str) or not raw_category:
+        raise ParseError("missing-field", "category")
+    category = _CATEGORIES.get(raw_category.lower())
+    if category is None:
+        raise ParseError("unsupported-category", "category", raw_category)
+    if props is None:
+        raise ParseError("missing-field", "properties", record_id=_str(_top(rec, "correlationId")))
+    if not isinstance(props, dict):
+        raise ParseError("bad-type", "properties", "expected an object")
+    if category is Category.RISKY_USERS or category is Category.USER_RISK_EVENTS:
+        return _risk_event(rec, props, category, "properties.")
+    return _signin(rec, props, category, "properties.")
+
+
+def _normalize_graph(rec: dict[str, Any]) -> Record:
+    """Graph API objects: signIn, riskDetection and riskyUser carry no category or envelope."""
+    if "riskEventType" in rec:
+        return _risk_event({}, rec, Category.USER_RISK_EVENTS, "")
+    if "riskLastUpdatedDateTime" in rec:
+        return _risk_event({}, rec, Category.RISKY_USERS, "")
+    if "createdDateTime" not in rec:
+        raise ParseError("missing-field", "category", "neither a diagnostic record nor Graph")
+    category = Category.SIGNIN
+    event_types = rec.get("signInEventTypes")
+    if isinstance(event_types, list) and event_types:
+        category = _GRAPH_EVENT_TYPES.get(str(event_types[0]).lower(), Category.SIGNIN)
+    return _signin({}, rec, category, "")
+
+
+def _top(rec: dict[str, Any], camel: str) -> Any:
+    """Top-level keys come in camelCase, PascalCase or lowercase depending on the exporter."""
+    value = rec.get(camel)
+    if value is None:
+        value = rec.get(camel[0].upper() + camel[1:])
+        if value is None:
+            value = rec.get(camel.lower())
+    return value
+
+
+def _str(value: Any) -> str:
+    """Strings as they are; numbers as text; null, objects and lists (empty or not) as ""."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) else ""
+
+
+def _lower(value: Any) -> str:
+    return value.lower() if isinstance(value, str) else ""
+
+
+def _required_id(props: dict[str, Any], prefix: str) -> str:
+    rid = props.get("id")
+    if not rid:
+        raise ParseError("missing-field", prefix + "id")
+    if not isinstance(rid, str):
+        raise ParseError("bad-type", prefix + "id", "expected a string")
+    return rid
+
+
+def _time(value: Any, field_name: str, record_id: str) -> datetime:
+    if not isinstance(value, str):
+        raise ParseError("bad-type", field_name, "expected a timestamp string", record_id)
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ParseError("bad-value", field_name, str(exc), record_id) from None
+
+
+def _event_time(
+    rec: dict[str, Any], props: dict[str, Any], keys: tuple[str, ...], prefix: str, rid: str
+) -> datetime:
+    """The first present of ``keys`` in properties, else the envelope's ``time``."""
+    for key in keys:
+        value = props.get(key)
+        if value:
+            return _time(value, prefix + key, rid)
+    value = _top(rec, "time")
+    if value:
+        return _time(value, "time", rid)
+    raise ParseError("missing-field", prefix + keys[0], record_id=rid)
+
+
+def _tenant(rec: dict[str, Any], props: dict[str, Any]) -> str:
+    tenant = _top(rec, "tenantId") or props.get("tenantId") or props.get("homeTenantId")
+    if tenant:
+        return _str(tenant)
+    resource = _top(rec, "resourceId")
+    if isinstance(resource, str):
+        parts = resource.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part.lower() == "tenants":
+                return parts[i + 1]
+    return ""
+
+
+def _error_code(rec: dict[str, Any], props: dict[str, Any], rid: str) -> tuple[int, str]:
+    status = props.get("status")
+    if isinstance(status, dict):
+        code = status.get("errorCode")
+        if code is not None:
+            return _int(code, "properties.status.errorCode", rid), _str(status.get("failureReason"))
+    result = _top(rec, "resultType")
+    reason = _str(_top(rec, "resultDescription"))
+    if isinstance(result, int):
+        return result, reason
+    if isinstance(result, str):
+        if result.isdigit():
+            return int(result), reason
+        if result.lower() == "success":
+            return 0, reason
+    return UNKNOWN_ERROR_CODE, reason
+
+
+def _int(value: Any, field_name: str, rid: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ParseError("bad-type", field_name, f"expected an integer, got {value!r}", rid)
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _location(value: Any, fallback_country: Any) -> Location:
+    """``properties.location`` is an object; the envelope's ``location`` is only a country
+    (or an Azure region such as ``weu``, which is not a place and is ignored)."""
+    if isinstance(value, dict):
+        geo = value.get("geoCoordinates")
+        lat = lon = None
+        if isinstance(geo, dict):
+            lat, lon = _float(geo.get("latitude")), _float(geo.get("longitude"))
+            if not lat and not lon:  # 0/0 is how exports write "unknown"
+                lat = lon = None
+        country = _str(value.get("countryOrRegion")).upper()
+        state, city = _str(value.get("state")), _str(value.get("city"))
+        if country or state or city or lat is not None:
+            return Location(country, state, city, lat, lon)
+    if isinstance(fallback_country, str) and len(fallback_country) == 2:
+        return Location(country=fallback_country.upper())
+    return _NO_LOCATION
+
+
+def _device(value: Any) -> Device:
+    if not isinstance(value, dict) or not value:
+        return _NO_DEVICE
+    compliant, managed = value.get("isCompliant"), value.get("isManaged")
+    return Device(
+        id=_str(value.get("deviceId")),
+        os=_str(value.get("operatingSystem")),
+        browser=_str(value.get("browser")),
+        compliant=compliant if isinstance(compliant, bool) else None,
+        managed=managed if isinstance(managed, bool) else None,
+        trust_type=_str(value.get("trustType")),
+    )
+
+
+# Policies that did not apply are most of a real tenant's list and say nothing about the
+# sign-in; skipping them is the single largest saving of the parser.
+_POLICY_NOT_APPLIED = frozenset({"notApplied", "notEnabled", "reportOnlyNotApplied"})
+
+
+def _policies(value: Any) -> tuple[PolicyResult, ...]:
+    if not isinstance(value, list):
+        return ()
+    applied = []
+    for policy in value:
+        if isinstance(policy, dict):
+            result = policy.get("result")
+            if result not in _POLICY_NOT_APPLIED:
+                applied.append(
+                    PolicyResult(
+                        _str(policy.get("id")), _str(policy.get("displayName")), _str(result)
+                    )
+                )
+    return tuple(applied)
+
+
+def _auth_steps(value: Any) -> tuple[AuthStep, ...]:
+    if not isinstance(value, list):
+        return ()
+    steps = []
+    for step in value:
+        if isinstance(step, dict):
+            ok = step.get("succeeded")
+            steps.append(
+                AuthStep(
+                    method=_str(step.get("authenticationMethod")),
+                    succeeded=ok if isinstance(ok, bool) else None,
+                    result_detail=_str(step.get("authenticationStepResultDetail")),
+                    requirement=_str(step.get("authenticationStepRequirement")),
+                )
+            )
+    return tuple(steps)
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and v)
+
+
+def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, prefix: str) -> SignIn:
+    rid = _required_id(props, prefix)
+    time = _event_time(rec, props, ("createdDateTime",), prefix, rid)
+    error_code, failure_reason = _error_code(rec, props, rid)
+    interactive_flag = props.get("isInteractive")
+    if category is Category.SIGNIN:
+        interactive = True
+    elif category is Category.ADFS:
+        interactive = interactive_flag if isinstance(interactive_flag, bool) else True
+    else:
+        interactive = False
+    return SignIn(
+        id=rid,
+        time=time,
+        category=category,
+        tenant_id=_tenant(rec, props),
+        user_id=_str(props.get("userId")),
+        upn=_str(props.get("userPrincipalName")),
+        display_name=_str(props.get("userDisplayName") or _top(rec, "identity")),
+        app_id=_lower(props.get("appId")),
+        app_name=_str(props.get("appDisplayName")),
+        resource_id=_lower(props.get("resourceId")),
+        resource_name=_str(props.get("resourceDisplayName")),
+        client_app_used=_str(props.get("clientAppUsed")),
+        user_agent=_str(props.get("userAgent")),
+        ip=_str(props.get("ipAddress") or _top(rec, "callerIpAddress")),
+        location=_location(props.get("location"), _top(rec, "location")),
+        device=_device(props.get("deviceDetail")),
+        error_code=error_code,
+        failure_reason=failure_reason,
+        ca_status=_str(props.get("conditionalAccessStatus")),
+        ca_policies=_policies(props.get("appliedConditionalAccessPolicies")),
+        risk_during=_lower(props.get("riskLevelDuringSignIn")),
+        risk_aggregated=_lower(props.get("riskLevelAggregated")),
+        risk_state=_str(props.get("riskState")),
+        risk_detail=_str(props.get("riskDetail")),
+        risk_event_types=_str_list(props.get("riskEventTypes_v2") or props.get("riskEventTypes")),
+        interactive=interactive,
+        auth_requirement=_str(props.get("authenticationRequirement")),
+        auth_steps=_auth_steps(props.get("authenticationDetails")),
+        sp_id=_lower(props.get("servicePrincipalId")),
+        sp_name=_str(props.get("servicePrincipalName")),
+        correlation_id=_str(props.get("correlationId") or _top(rec, "correlationId")),
+    )
+
+
+def _additional_info(value: Any) -> tuple[tuple[str, str], ...]:
+    """``additionalInfo`` is a JSON array of {Key, Value} encoded inside a string."""
+    if isinstance(value, str):
+        if not value:
+            return ()
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return (("raw", value),)
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        (_str(item.get("Key")), _str(item.get("Value"))) for item in value if isinstance(item, dict)
+    )
+
+
+def _risk_event(
+    rec: dict[str, Any], props: dict[str, Any], category: Category, prefix: str
+) -> RiskEvent:
+    rid = _required_id(props, prefix)
+    if category is Category.RISKY_USERS:
+        # A RiskyUsers row is keyed by the user: its id is the user's object id.
+        time = _event_time(rec, props, ("riskLastUpdatedDateTime",), prefix, rid)
+        user_id = _str(props.get("userId")) or rid
+    else:
+        time = _event_time(
+            rec, props, ("detectedDateTime", "activityDateTime", "lastUpdatedDateTime"), prefix, rid
+        )
+        user_id = _str(props.get("userId"))
+    return RiskEvent(
+        id=rid,
+        time=time,
+        category=category,
+        tenant_id=_tenant(rec, props),
+        user_id=user_id,
+        upn=_str(props.get("userPrincipalName")),
+        display_name=_str(props.get("userDisplayName")),
+        level=_lower(props.get("riskLevel")),
+        state=_str(props.get("riskState")),
+        detail=_str(props.get("riskDetail")),
+        event_type=_str(props.get("riskEventType")),
+        request_id=_str(props.get("requestId")),
+        correlation_id=_str(props.get("correlationId")),
+        ip=_str(props.get("ipAddress") or _top(rec, "callerIpAddress")),
+        location=_location(props.get("location"), _top(rec, "location")),
+        timing=_str(props.get("detectionTimingType")),
+        additional_info=_additional_info(props.get("additionalInfo")),
+    )

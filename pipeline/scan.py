@@ -1,0 +1,142 @@
+"""Offline detection: files in, alerts out, no broker.
+
+The same parse → enrich → detect path as the streaming worker, in event-time order: all
+inputs are parsed first, then sorted by sign-in time (Event Hubs delivers late batches),
+with risk records applied to the user's state in that same order.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import orjson
+
+from pipeline.detect import Engine, alert_json
+from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, Rejected, parse_file
+from pipeline.policy import Policy
+from pipeline.records import Record, RiskEvent
+from pipeline.risk import RiskBook
+
+
+@dataclass(slots=True)
+class ScanStats:
+    records: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    duplicate_signins: int = 0
+    outlook_version_unknown: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        rate = self.records / self.seconds if self.seconds else 0.0
+        lines = [
+            f"records read: {self.records} ({rate:,.0f} records/s)",
+            "by category: " + _counts(self.categories),
+            "rejected: " + (_counts(self.rejected) or "none"),
+            "alerts: " + (_counts(self.alerts) or "none"),
+            f"duplicate sign-ins (same id delivered again): {self.duplicate_signins}",
+            f"Outlook Mobile sign-ins with unknown build: {self.outlook_version_unknown}",
+        ]
+        return "\n".join(lines)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counter.items()))
+
+
+def reject_line(rejected: Rejected, source: str) -> bytes:
+    """The ``--rejects`` JSON line: reason, field, where, and the record itself."""
+    try:
+        record = rejected.raw.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        record = base64.b64encode(rejected.raw).decode("ascii")
+        encoding = "base64"
+    return orjson.dumps(
+        {
+            "reason": rejected.reason,
+            "field": rejected.field,
+            "detail": rejected.detail,
+            "source": f"{source}:{rejected.line}",
+            "encoding": encoding,
+            "record": record,
+        }
+    )
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Records hold no reference cycles, so reference counting frees all garbage; the cyclic
+    collector would only rescan the growing set of live records (half of scan's time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def scan(
+    inputs: Iterable[tuple[str, bytes]],
+    policy: Policy,
+    out: BinaryIO,
+    rejects: BinaryIO | None = None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> ScanStats:
+    """Detect over ``inputs`` (name, content) and write one alert JSON per line to ``out``."""
+    with _cyclic_gc_paused():
+        return _scan(inputs, policy, out, rejects, max_bytes)
+
+
+def _scan(
+    inputs: Iterable[tuple[str, bytes]],
+    policy: Policy,
+    out: BinaryIO,
+    rejects: BinaryIO | None,
+    max_bytes: int,
+) -> ScanStats:
+    stats = ScanStats()
+    started = time.perf_counter()
+    records: list[Record] = []
+    for source, data in inputs:
+        parsed = parse_file(data, max_bytes)
+        records.extend(parsed.records)
+        for rejected in parsed.rejected:
+            stats.rejected[rejected.reason] += 1
+            if rejects is not None:
+                rejects.write(reject_line(rejected, source) + b"\n")
+    records.sort(key=lambda r: r.time)  # stable: delivery order breaks ties
+
+    engine = Engine(policy)
+    book = RiskBook()
+    seen_signins: set[str] = set()
+    emitted: set[str] = set()
+    for record in records:
+        stats.categories[record.category.value] += 1
+        if isinstance(record, RiskEvent):
+            book.update(record)
+            continue
+        if record.id in seen_signins:
+            stats.duplicate_signins += 1
+            continue
+        seen_signins.add(record.id)
+        enriched, alerts = engine.evaluate(record, book.get(record.user_id))
+        if enriched.client.family == "outlook-mobile" and not enriched.client.version:
+            stats.outlook_version_unknown += 1
+        for alert in alerts:
+            if alert.id not in emitted:
+                emitted.add(alert.id)
+                stats.alerts[alert.rule] += 1
+                out.write(alert_json(alert) + b"\n")
+    stats.records = len(records) + sum(stats.rejected.values())
+    stats.seconds = time.perf_counter() - started
+    return stats
