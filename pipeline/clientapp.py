@@ -9,6 +9,7 @@ app id of their own (native mail over ActiveSync), because credential-stuffing t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,12 +228,12 @@ class ClientClassifier:
 
     def __init__(self, approved_app_ids: frozenset[str], cache_size: int = 65536) -> None:
         self._approved = approved_app_ids
-        self._cache: dict[tuple[str, ...], ClientIdentity] = {}
+        self._cache: dict[tuple[object, ...], ClientIdentity] = {}
         self._cache_size = cache_size
 
     def identify(self, signin: SignIn) -> ClientIdentity:
         key = (
-            signin.category.value,
+            signin.category,
             signin.app_id,
             signin.client_app_used,
             signin.user_agent,
@@ -272,6 +273,7 @@ class ClientClassifier:
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def version_tuple(version: str) -> tuple[int, ...]:
     """``"4.2450.2"`` → ``(4, 2450, 2)``; comparable with a policy minimum like ``"4.2400"``."""
     return tuple(int(part) for part in version.split(".") if part.isdigit())

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.clientapp import ClientIdentity
 from pipeline.records import SignIn
 from pipeline.risk import EffectiveRisk
 
 
-@dataclass(frozen=True, slots=True)
-class Enriched:
+class Enriched(NamedTuple):
     signin: SignIn
     client: ClientIdentity
     risk: EffectiveRisk

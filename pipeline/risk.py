@@ -19,6 +19,7 @@ _RANK = {level: rank for rank, level in enumerate(LEVELS)}
 CLEARED_STATES = frozenset({"remediated", "dismissed", "confirmedSafe"})
 ACTIVE_STATES = frozenset({"atRisk", "confirmedCompromised"})
 MAX_DETECTIONS = 8
+_NO_LEVEL = frozenset({"", "none", "hidden"})
 
 
 def rank(level: str) -> int:
@@ -81,6 +82,8 @@ def effective(signin: SignIn, user: UserRisk | None) -> EffectiveRisk:
     A non-interactive sign-in (token refresh, every few minutes) keeps only its own risk:
     inheriting the user's state would repeat one finding on every refresh.
     """
+    if user is None and signin.risk_during in _NO_LEVEL and signin.risk_aggregated in _NO_LEVEL:
+        return NO_RISK  # the common case, decided without ranking anything
     own_cleared = signin.risk_state in CLEARED_STATES
     own = (
         signin.risk_during

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import BinaryIO
 
 import orjson
@@ -114,14 +115,15 @@ def _scan(
             stats.rejected[rejected.reason] += 1
             if rejects is not None:
                 rejects.write(reject_line(rejected, source) + b"\n")
-    records.sort(key=lambda r: r.time)  # stable: delivery order breaks ties
+    records.sort(key=attrgetter("time"))  # stable: delivery order breaks ties
 
     engine = Engine(policy)
     book = RiskBook()
     seen_signins: set[str] = set()
     emitted: set[str] = set()
+    stats.categories.update(map(attrgetter("category"), records))
+    evaluate, user_risk = engine.evaluate, book.get
     for record in records:
-        stats.categories[record.category.value] += 1
         if isinstance(record, RiskEvent):
             book.update(record)
             continue
@@ -129,8 +131,9 @@ def _scan(
             stats.duplicate_signins += 1
             continue
         seen_signins.add(record.id)
-        enriched, alerts = engine.evaluate(record, book.get(record.user_id))
-        if enriched.client.family == "outlook-mobile" and not enriched.client.version:
+        enriched, alerts = evaluate(record, user_risk(record.user_id))
+        client = enriched.client
+        if client.family == "outlook-mobile" and not client.version:
             stats.outlook_version_unknown += 1
         for alert in alerts:
             if alert.id not in emitted:

@@ -29,10 +29,11 @@ def parse_time(value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         parsed = _parse_slow(value.strip())
-    if parsed.tzinfo is None:
+    zone = parsed.tzinfo
+    if zone is UTC:  # "Z" and "+00:00" both parse to the UTC singleton
+        return parsed
+    if zone is None:
         return parsed.replace(tzinfo=UTC)
-    if parsed.utcoffset() == timedelta(0):
-        return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
 
 

@@ -9,7 +9,15 @@ import pytest
 from builders import TENANT, USER_ID, dumps, signin
 
 from pipeline.parse import ParseError, normalize, parse_event, parse_file
-from pipeline.records import UNKNOWN_ERROR_CODE, Category, RiskEvent, SignIn
+from pipeline.records import (
+    UNKNOWN_ERROR_CODE,
+    AuthStep,
+    Category,
+    Device,
+    Location,
+    RiskEvent,
+    SignIn,
+)
 
 
 def only_signin(data: bytes) -> SignIn:
@@ -316,3 +324,74 @@ def test_large_records_and_mixed_categories_in_one_envelope() -> None:
     ]
     first = parsed.records[0]
     assert isinstance(first, SignIn) and len(first.ca_policies) == 40
+
+
+def test_every_field_lands_in_its_place() -> None:
+    """Each source field has a distinct value, so a swapped field cannot pass unnoticed."""
+    texts = {
+        "userId": "uid",
+        "userPrincipalName": "upn@x",
+        "userDisplayName": "Display",
+        "appId": "APPID",
+        "appDisplayName": "AppName",
+        "resourceId": "RESID",
+        "resourceDisplayName": "ResName",
+        "clientAppUsed": "ClientApp",
+        "userAgent": "Agent/1",
+        "ipAddress": "192.0.2.9",
+        "conditionalAccessStatus": "caStatus",
+        "riskLevelDuringSignIn": "LOW",
+        "riskLevelAggregated": "HIGH",
+        "riskState": "riskState",
+        "riskDetail": "riskDetail",
+        "authenticationRequirement": "authReq",
+        "servicePrincipalId": "SPID",
+        "servicePrincipalName": "spName",
+        "correlationId": "corr",
+        "riskEventTypes_v2": ["typeA"],
+        "status": {"errorCode": 50126, "failureReason": "bad password"},
+        "authenticationDetails": [
+            {
+                "authenticationMethod": "Password",
+                "succeeded": False,
+                "authenticationStepResultDetail": "Invalid password",
+                "authenticationStepRequirement": "Primary authentication",
+            }
+        ],
+    }
+    s = only_signin(dumps(signin(texts)))
+    assert s._asdict() | {"location": None, "device": None, "time": None} == {
+        "id": "5e0f1c2d-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+        "time": None,
+        "category": Category.SIGNIN,
+        "tenant_id": TENANT,
+        "user_id": "uid",
+        "upn": "upn@x",
+        "display_name": "Display",
+        "app_id": "appid",
+        "app_name": "AppName",
+        "resource_id": "resid",
+        "resource_name": "ResName",
+        "client_app_used": "ClientApp",
+        "user_agent": "Agent/1",
+        "ip": "192.0.2.9",
+        "location": None,
+        "device": None,
+        "error_code": 50126,
+        "failure_reason": "bad password",
+        "ca_status": "caStatus",
+        "ca_policies": s.ca_policies,
+        "risk_during": "low",
+        "risk_aggregated": "high",
+        "risk_state": "riskState",
+        "risk_detail": "riskDetail",
+        "risk_event_types": ("typeA",),
+        "interactive": True,
+        "auth_requirement": "authReq",
+        "auth_steps": (AuthStep("Password", False, "Invalid password", "Primary authentication"),),
+        "sp_id": "spid",
+        "sp_name": "spName",
+        "correlation_id": "corr",
+    }
+    assert s.device == Device("", "Windows 10", "Edge 131.0", True, True, "Azure AD joined")
+    assert s.location == Location("US", "Washington", "Seattle", 47.6, -122.3)
