@@ -38,7 +38,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for path in args.paths:
         if path != "-" and not Path(path).is_file():
             return _fail(f"{path}: no such file")
-    rejects = open(args.rejects, "wb") if args.rejects else None  # noqa: SIM115
+    try:
+        rejects = open(args.rejects, "wb") if args.rejects else None  # noqa: SIM115
+    except OSError as exc:
+        return _fail(f"{args.rejects}: cannot write rejects: {exc.strerror}")
     try:
         stats = scan(
             _read_inputs(args.paths), policy, sys.stdout.buffer, rejects, args.max_event_bytes
@@ -100,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure scan throughput against bare orjson")
     bench.add_argument("--records", type=int, default=20000, help="~5 KB sign-ins to generate")
-    bench.add_argument("--repeat", type=int, default=3, help="runs; the best one is reported")
+    bench.add_argument("--repeat", type=int, default=5, help="runs; the best one is reported")
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -62,8 +62,8 @@ _PLATFORM_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bios|iphone|ipad|ipod", re.I), "ios"),
     (re.compile(r"android|samsung", re.I), "android"),
     (re.compile(r"windows", re.I), "windows"),
-    (re.compile(r"mac ?os|macintosh|os x|darwin", re.I), "macos"),
-    (re.compile(r"linux|ubuntu|debian|fedora|centos|chrome ?os", re.I), "linux"),
+    (re.compile(r"mac ?os|macintosh|mac os x|darwin", re.I), "macos"),
+    (re.compile(r"linux|ubuntu|debian|fedora|centos|chrome ?os|\bcros\b", re.I), "linux"),
 )
 
 
@@ -118,9 +118,15 @@ def _mobile_or_desktop(platform: str) -> str:
     return "office-mobile" if platform in MOBILE_PLATFORMS else "desktop-app"
 
 
+def _third_party(platform: str) -> str:
+    """An app id we do not know: on a phone it may be any mail app, so it stays unknown."""
+    return "unknown" if platform in MOBILE_PLATFORMS else "desktop-app"
+
+
 def _ua(pattern: str) -> Callable[[_Signals, SignIn], bool]:
+    """Match a non-browser client by its user agent (a phone's browser may name its maker)."""
     regex = re.compile(pattern, re.I)
-    return lambda s, _: regex.search(s.user_agent) is not None
+    return lambda s, _: s.client_app != "browser" and regex.search(s.user_agent) is not None
 
 
 def _outlook_name(signals: _Signals, _: SignIn) -> str:
@@ -206,7 +212,7 @@ TABLE: tuple[ClientRow, ...] = (
     ),
     ClientRow(
         _app_name,
-        _mobile_or_desktop,
+        _third_party,
         lambda s, _: s.client_app == "mobile apps and desktop clients",
     ),
     ClientRow(_app_name, "unknown", lambda s, _: True),
@@ -275,5 +281,11 @@ class ClientClassifier:
 
 @functools.lru_cache(maxsize=4096)
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"4.2450.2"`` → ``(4, 2450, 2)``; comparable with a policy minimum like ``"4.2400"``."""
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
+    """``"4.2450.2"`` → ``(4, 2450, 2)``; comparable with a policy minimum like ``"4.2400"``.
+
+    Trailing zeros are dropped, so ``4.2400`` and ``4.2400.0`` are the same build.
+    """
+    parts = [int(part) for part in version.split(".") if part.isdigit()]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)

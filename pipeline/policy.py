@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.clientapp import EXCHANGE_ONLINE_RESOURCE_ID, OUTLOOK_MOBILE_APP_ID
 from pipeline.rules import REGISTRY, RuleSettings
@@ -28,6 +37,14 @@ class PolicyError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """A section whose entries are all commented out reads as null: treat it as absent."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 class ApprovedClient(_Model):
@@ -51,6 +68,10 @@ class Allowlist(_Model):
     ips: tuple[Network, ...] = ()
     named_networks: dict[str, tuple[Network, ...]] = Field(default_factory=dict)
     countries: frozenset[str] = frozenset()
+
+    @field_serializer("users", "countries")
+    def _sorted(self, value: frozenset[str]) -> list[str]:
+        return sorted(value)
 
     @field_validator("users")
     @classmethod
@@ -115,6 +136,10 @@ class Policy(_Model):
     allowlist: Allowlist = Allowlist()
     rules: _RuleSettingsById = Field(default_factory=_RuleSettingsById)
 
+    @field_serializer("mail_resources")
+    def _sorted(self, value: frozenset[str]) -> list[str]:
+        return sorted(value)
+
     @field_validator("mail_resources")
     @classmethod
     def _resources_lower(cls, value: frozenset[str]) -> frozenset[str]:
@@ -161,6 +186,8 @@ def load_policy(path: str | Path | None) -> Policy:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: (file): not UTF-8 (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -64,8 +64,11 @@ def apply(current: UserRisk | None, event: RiskEvent) -> UserRisk | None:
         level = "none" if event.state in CLEARED_STATES else event.level
         detections = current.detections if current and level != "none" else ()
         return UserRisk(level, event.state, event.time, detections)
-    # A single detection raises the user's level; it never lowers it.
+    # A single detection raises the user's level; it never lowers it, and one older than a
+    # remediation or dismissal does not reopen the user.
     if event.state in CLEARED_STATES:
+        return current
+    if current is not None and not current.active and event.time < current.updated:
         return current
     detections = ((current.detections if current else ()) + (event.event_type,))[-MAX_DETECTIONS:]
     if current is None or not current.active:

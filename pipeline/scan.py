@@ -40,7 +40,7 @@ class ScanStats:
         rate = self.records / self.seconds if self.seconds else 0.0
         lines = [
             f"records read: {self.records} ({rate:,.0f} records/s)",
-            "by category: " + _counts(self.categories),
+            "by category: " + (_counts(self.categories) or "none"),
             "rejected: " + (_counts(self.rejected) or "none"),
             "alerts: " + (_counts(self.alerts) or "none"),
             f"duplicate sign-ins (same id delivered again): {self.duplicate_signins}",
