@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import yaml
 
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.policy import PolicyError, load_policy
+from pipeline.settings import Settings
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
 
@@ -73,6 +75,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from pipeline import metrics
+    from pipeline.app import create_app, quiet_libraries
+
+    settings = _settings()
+    try:
+        policy = load_policy(args.policy or settings.policy_file)
+    except PolicyError as exc:
+        return _fail(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_libraries()
+    metrics.serve(settings.metrics_port)
+    app = create_app(settings, policy)
+    # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it cleanly.
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline.topics import create_topics, describe, topic_specs
+
+    settings = _settings()
+    if args.print:
+        print(describe(topic_specs(settings)))
+        return 0
+    created = create_topics(settings)
+    print(describe(topic_specs(settings)))
+    print(f"created {len(created)} topic(s): {', '.join(created) or 'none (all existed)'}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.sources.replay import replay
+
+    for path in args.paths:
+        if path != "-" and not Path(path).is_file():
+            return _fail(f"{path}: no such file")
+    stats = replay(args.paths, _settings(), rate=args.rate, progress=not args.quiet)
+    print(
+        f"replayed {stats.messages} message(s), {stats.bytes} bytes in {stats.seconds:.2f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signin-risk", description="Real-time Entra ID sign-in risk detection."
@@ -105,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--records", type=int, default=20000, help="~5 KB sign-ins to generate")
     bench.add_argument("--repeat", type=int, default=5, help="runs; the best one is reported")
     bench.set_defaults(func=cmd_bench)
+
+    worker = sub.add_parser("worker", help="run the streaming pipeline (settings from env)")
+    worker.add_argument("--policy", help="policy YAML (default: SIGNIN_RISK_POLICY_FILE)")
+    worker.set_defaults(func=cmd_worker)
+
+    topics = sub.add_parser("topics", help="manage the pipeline's topics")
+    topics_sub = topics.add_subparsers(dest="action", required=True)
+    create = topics_sub.add_parser("create", help="create every topic and changelog")
+    create.add_argument(
+        "--print", action="store_true", help="print what would be created instead of creating it"
+    )
+    create.set_defaults(func=cmd_topics)
+
+    replay = sub.add_parser("replay", help="produce files to the raw topic, envelopes intact")
+    replay.add_argument("paths", nargs="+", metavar="PATH")
+    replay.add_argument(
+        "--rate", type=float, help="sign-ins per second (default: as fast as possible)"
+    )
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -17,7 +17,7 @@ from pipeline import risk
 from pipeline.clientapp import ClientClassifier
 from pipeline.enrich import Enriched
 from pipeline.policy import Policy
-from pipeline.records import Alert, SignIn
+from pipeline.records import Alert, Record, RiskEvent, SignIn
 from pipeline.rules import REGISTRY, Finding, Rule, RuleSettings
 from pipeline.timeparse import format_time
 
@@ -63,6 +63,13 @@ class Engine:
                 return False
             return any(address in network for network in self._networks)
         return False
+
+    def process(self, record: Record, book: risk.RiskBook) -> tuple[Enriched | None, list[Alert]]:
+        """One record in delivery order: a risk record updates ``book``, a sign-in is judged."""
+        if isinstance(record, RiskEvent):
+            book.update(record)
+            return None, []
+        return self.evaluate(record, book.get(record.subject_id))
 
     def evaluate(
         self, signin: SignIn, user_risk: risk.UserRisk | None, now: datetime | None = None

@@ -19,6 +19,7 @@ Reason codes (stable: dead-letter consumers and metrics use them):
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +95,24 @@ class Rejected:
     @classmethod
     def of(cls, error: ParseError, raw: bytes, line: int = 1) -> Rejected:
         return cls(error.reason, error.field, str(error), raw, line)
+
+    def to_json(self, **where: object) -> bytes:
+        """The dead-letter form: reason, field, where it came from, and the record itself
+        (its text, or base64 when the bytes are not UTF-8)."""
+        try:
+            record, encoding = self.raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            record, encoding = base64.b64encode(self.raw).decode("ascii"), "base64"
+        return orjson.dumps(
+            {
+                "reason": self.reason,
+                "field": self.field,
+                "detail": self.detail,
+                **where,
+                "encoding": encoding,
+                "record": record,
+            }
+        )
 
 
 @dataclass(slots=True)

@@ -9,8 +9,10 @@ memory in event-time order, the streaming worker in a table keyed by user id.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from pipeline.records import Category, RiskEvent, SignIn
 
@@ -112,20 +114,38 @@ def effective(signin: SignIn, user: UserRisk | None) -> EffectiveRisk:
     )
 
 
-class RiskBook:
-    """Per-user risk state in memory (``scan``); the worker keeps the same values in a table."""
+def encode(state: UserRisk) -> list[object]:
+    """JSON-ready form, as a Faust table changelog stores it."""
+    return [state.level, state.state, state.updated.isoformat(), list(state.detections)]
 
-    def __init__(self) -> None:
-        self._users: dict[str, UserRisk] = {}
+
+def decode(value: list[object]) -> UserRisk:
+    level, state, updated, detections = value
+    assert isinstance(detections, list)
+    return UserRisk(
+        str(level), str(state), datetime.fromisoformat(str(updated)), tuple(map(str, detections))
+    )
+
+
+class RiskBook:
+    """Per-user risk state over any mapping of user id to encoded state.
+
+    ``scan`` passes a dict; the streaming worker passes its Faust table, whose changelog
+    makes the state survive a restart. Values are stored encoded so both hold the same bytes.
+    """
+
+    def __init__(self, store: MutableMapping[str, Any] | None = None) -> None:
+        self._store: MutableMapping[str, Any] = {} if store is None else store
 
     def update(self, event: RiskEvent) -> None:
         if not event.user_id:
             return
-        state = apply(self._users.get(event.user_id), event)
+        state = apply(self.get(event.user_id), event)
         if state is None:
-            self._users.pop(event.user_id, None)
+            self._store.pop(event.user_id, None)
         else:
-            self._users[event.user_id] = state
+            self._store[event.user_id] = encode(state)
 
     def get(self, user_id: str) -> UserRisk | None:
-        return self._users.get(user_id)
+        value = self._store.get(user_id)
+        return None if value is None else decode(value)

@@ -7,7 +7,6 @@ with risk records applied to the user's state in that same order.
 
 from __future__ import annotations
 
-import base64
 import gc
 import time
 from collections import Counter
@@ -17,12 +16,10 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import BinaryIO
 
-import orjson
-
 from pipeline.detect import Engine, alert_json
-from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, Rejected, parse_file
+from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.policy import Policy
-from pipeline.records import Record, RiskEvent
+from pipeline.records import Record, SignIn
 from pipeline.risk import RiskBook
 
 
@@ -51,26 +48,6 @@ class ScanStats:
 
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counter.items()))
-
-
-def reject_line(rejected: Rejected, source: str) -> bytes:
-    """The ``--rejects`` JSON line: reason, field, where, and the record itself."""
-    try:
-        record = rejected.raw.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError:
-        record = base64.b64encode(rejected.raw).decode("ascii")
-        encoding = "base64"
-    return orjson.dumps(
-        {
-            "reason": rejected.reason,
-            "field": rejected.field,
-            "detail": rejected.detail,
-            "source": f"{source}:{rejected.line}",
-            "encoding": encoding,
-            "record": record,
-        }
-    )
 
 
 @contextmanager
@@ -114,7 +91,7 @@ def _scan(
         for rejected in parsed.rejected:
             stats.rejected[rejected.reason] += 1
             if rejects is not None:
-                rejects.write(reject_line(rejected, source) + b"\n")
+                rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
     records.sort(key=attrgetter("time"))  # stable: delivery order breaks ties
 
     engine = Engine(policy)
@@ -122,19 +99,18 @@ def _scan(
     seen_signins: set[str] = set()
     emitted: set[str] = set()
     stats.categories.update(map(attrgetter("category"), records))
-    evaluate, user_risk = engine.evaluate, book.get
+    process = engine.process
     for record in records:
-        if isinstance(record, RiskEvent):
-            book.update(record)
-            continue
-        if record.id in seen_signins:
-            stats.duplicate_signins += 1
-            continue
-        seen_signins.add(record.id)
-        enriched, alerts = evaluate(record, user_risk(record.user_id))
-        client = enriched.client
-        if client.family == "outlook-mobile" and not client.version:
-            stats.outlook_version_unknown += 1
+        if isinstance(record, SignIn):
+            if record.id in seen_signins:
+                stats.duplicate_signins += 1
+                continue
+            seen_signins.add(record.id)
+        enriched, alerts = process(record, book)
+        if enriched is not None:
+            client = enriched.client
+            if client.family == "outlook-mobile" and not client.version:
+                stats.outlook_version_unknown += 1
         for alert in alerts:
             if alert.id not in emitted:
                 emitted.add(alert.id)
