@@ -23,7 +23,7 @@ test: lint
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/signin-risk scan pipeline/data/sample-signins.ndjson
+	$(BIN)/signin-risk demo
 
 bench: $(STAMP)
 	$(BIN)/signin-risk bench

@@ -126,6 +126,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    for path in args.paths:
+        if not Path(path).is_file():
+            return _fail(f"{path}: no such file")
+    if args.policy:
+        try:
+            load_policy(args.policy)
+        except PolicyError as exc:
+            return _fail(str(exc))
+    alerts_out = open(args.alerts_out, "wb") if args.alerts_out else None  # noqa: SIM115
+    try:
+        return run_demo(args.paths or [str(SAMPLE)], args.policy, alerts_out, args.follow)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if alerts_out is not None:
+            alerts_out.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signin-risk", description="Real-time Entra ID sign-in risk detection."
@@ -158,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--records", type=int, default=20000, help="~5 KB sign-ins to generate")
     bench.add_argument("--repeat", type=int, default=5, help="runs; the best one is reported")
     bench.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="embedded broker + worker + replay, alerts live")
+    demo.add_argument("paths", nargs="*", metavar="PATH", help="files (default: bundled sample)")
+    demo.add_argument("--alerts-out", metavar="FILE", help="write every alert as JSON lines")
+    demo.add_argument("--policy", help="policy YAML for the worker")
+    demo.add_argument("--follow", action="store_true", help="keep running until Ctrl-C")
+    demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run the streaming pipeline (settings from env)")
     worker.add_argument("--policy", help="policy YAML (default: SIGNIN_RISK_POLICY_FILE)")

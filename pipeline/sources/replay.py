@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import logging
 import sys
 import time
@@ -165,8 +164,10 @@ def iter_messages(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Messa
     """The messages of one input: JSON lines as they are, or one document re-encoded.
 
     A file whose first non-empty line is a complete ``{...}`` is JSON lines and is streamed
-    without parsing. Otherwise, if it starts like JSON, the whole input is read and parsed
-    once as a single document; if that fails, its lines are sent as they are.
+    without parsing, unless that line is the only one and over ``max_bytes``: like ``scan``,
+    a one-line file is then taken as a whole document and cut into envelopes. Otherwise, if
+    it starts like JSON, the whole input is read and parsed once as a single document; if
+    that fails, its lines are sent as they are.
     """
     line_no = 0
     for first in stream:
@@ -185,7 +186,21 @@ def iter_messages(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Messa
         else:
             yield from _document_messages(doc, name, max_bytes)
         return
-    yield from _line_messages(itertools.chain([first], stream), line_no, name)
+    (message,) = _line_messages([first], line_no, name)
+    rest = _line_messages(stream, line_no + 1, name)
+    second = next(rest, None)
+    if second is None and len(message.value) > max_bytes:
+        try:
+            doc = orjson.loads(message.value)
+        except orjson.JSONDecodeError:
+            yield message
+        else:
+            yield from _document_messages(doc, name, max_bytes)
+        return
+    yield message
+    if second is not None:
+        yield second
+        yield from rest
 
 
 def _line_messages(lines: Iterable[bytes], first_no: int, name: str) -> Iterator[Message]:

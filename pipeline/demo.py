@@ -1,0 +1,203 @@
+"""``signin-risk demo``: the whole pipeline on one machine with nothing installed.
+
+Starts the embedded broker, creates the topics, runs a real worker process, replays files
+into the raw topic and prints alerts as the worker produces them. It ends when the worker's
+committed offsets reach the end of the raw and signins topics (every alert is then on the
+alerts topic, because the worker commits only acknowledged outputs), and stops everything
+it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.settings import Settings
+from pipeline.sources.replay import replay
+from pipeline.topics import create_topics
+
+COLUMNS = (("time", 28), ("rule", 25), ("severity", 9), ("user", 28), ("client", 32), ("ip", 0))
+
+
+def embedded_settings(bootstrap: str, metrics_port: int) -> Settings:
+    """Short group timeouts: Tansu holds a join for about half the rebalance timeout."""
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        session_timeout_s=3,
+        rebalance_timeout_s=3,
+        heartbeat_interval_s=0.5,
+        metrics_port=metrics_port,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as the worker process reads them: ``SIGNIN_RISK_*`` variables."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value: Any = getattr(settings, name)
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"SIGNIN_RISK_{name.upper()}"] = str(value)
+    return env
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _row(alert: dict[str, Any]) -> str:
+    client = alert.get("client", {})
+    values = {
+        "time": alert["time"],
+        "rule": alert["rule"],
+        "severity": alert["severity"],
+        "user": alert["user"],
+        "client": f"{client.get('name', '')} {client.get('version', '')}".strip(),
+        "ip": alert["ip"],
+    }
+    return " ".join(
+        str(values[name])[: width - 1].ljust(width) if width else str(values[name])
+        for name, width in COLUMNS
+    )
+
+
+def _header() -> str:
+    return " ".join(name.upper().ljust(width) if width else name.upper() for name, width in COLUMNS)
+
+
+def _drained(settings: Settings, group: KafkaConsumer) -> bool:
+    """Has the worker committed everything on the raw and signins topics?
+
+    ``group`` carries the worker's group id but never joins: it only reads committed offsets.
+    """
+    partitions = [
+        TopicPartition(settings.topic(name), p)
+        for name, count in (("raw", settings.raw_partitions), ("signins", settings.partitions))
+        for p in range(count)
+    ]
+    for tp, end in group.end_offsets(partitions).items():
+        if end and (group.committed(tp) or 0) < end:
+            return False
+    return True
+
+
+def run_demo(
+    paths: Sequence[str],
+    policy_file: str | None,
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    metrics_port: int = 9464,
+    out: Any = sys.stdout,
+) -> int:
+    if not _port_free(metrics_port):
+        metrics_port = 0
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        settings = embedded_settings(broker.bootstrap, metrics_port)
+        create_topics(settings)
+        env = os.environ | settings_env(settings)
+        if policy_file:
+            env["SIGNIN_RISK_POLICY_FILE"] = str(Path(policy_file).resolve())
+        log_path = Path(tmp) / "worker.log"
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            return _watch(settings, paths, worker, log_path, alerts_out, follow, out)
+        finally:
+            _stop(worker)
+
+
+def _watch(
+    settings: Settings,
+    paths: Sequence[str],
+    worker: subprocess.Popen[bytes],
+    log_path: Path,
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    out: Any,
+) -> int:
+    started = time.monotonic()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **settings.kafka_client_config(),
+    )
+    alert_partitions = [
+        TopicPartition(settings.topic("alerts"), p) for p in range(settings.partitions)
+    ]
+    consumer.assign(alert_partitions)
+    consumer.seek_to_beginning()
+    group = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        **settings.kafka_client_config(),
+    )
+    stats = replay(paths, settings, progress=False)
+    where = f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+    print(
+        f"replayed {stats.messages} event(s) from {len(paths)} file(s); "
+        f"worker pid {worker.pid}; metrics {where}",
+        file=out,
+    )
+    print(_header(), file=out)
+    latest: dict[str, dict[str, Any]] = {}
+    quiet_since = time.monotonic()
+    while True:
+        if worker.poll() is not None:
+            return 1
+        batch = consumer.poll(timeout_ms=200)
+        for messages in batch.values():
+            for message in messages:
+                alert = orjson.loads(message.value)
+                latest[alert["id"]] = alert
+                if alerts_out is not None:
+                    alerts_out.write(message.value + b"\n")
+                print(_row(alert), file=out, flush=True)
+                quiet_since = time.monotonic()
+        if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
+            break
+    consumer.close()
+    group.close()
+    by_rule = Counter(a["rule"] for a in latest.values())
+    print(
+        f"\n{len(latest)} alert(s) in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{rule}={n}" for rule, n in sorted(by_rule.items())),
+        file=out,
+    )
+    return 0
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
