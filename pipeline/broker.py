@@ -59,8 +59,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """One Tansu process on a free loopback port, stopped on ``stop()``, exit or ``with`` end.
 
-    >>> with EmbeddedBroker() as broker:
-    ...     settings = Settings(kafka_bootstrap=broker.bootstrap)
+    Storage is in memory: topics do not survive ``stop()``. The process runs in its own
+    session, so a Ctrl-C in the terminal reaches only Python, whose ``atexit`` stops it::
+
+        with EmbeddedBroker() as broker:
+            settings = Settings(kafka_bootstrap=broker.bootstrap)
     """
 
     def __init__(self, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> None:

@@ -1,0 +1,46 @@
+"""Shared fixtures: one embedded Kafka broker (Tansu) per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A real broker for the whole session; tests isolate themselves by topic prefix."""
+    instance = EmbeddedBroker().start()
+    pid = instance.pid
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.fixture
+def kafka_settings(broker: EmbeddedBroker) -> Settings:
+    """Settings on the session broker with this test's own topics, group and changelogs.
+
+    Timeouts are short because Tansu holds a group join for about half the rebalance timeout.
+    """
+    tag = uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=broker.bootstrap,
+        topic_prefix=f"t{tag}.",
+        app_id=f"signin-risk-t{tag}",
+        partitions=4,
+        raw_partitions=4,
+        session_timeout_s=3,
+        rebalance_timeout_s=3,
+        heartbeat_interval_s=0.5,
+        metrics_port=0,
+    )
