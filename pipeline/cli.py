@@ -71,7 +71,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_scan_bench
 
-    print(run_scan_bench(args.records, args.repeat))
+    print(run_scan_bench(args.records, args.repeat), flush=True)
+    if not args.scan_only:
+        from pipeline.app import quiet_libraries
+        from pipeline.streambench import run_stream_bench
+
+        quiet_libraries()
+        print(run_stream_bench(args.records, args.rate, args.seconds))
     return 0
 
 
@@ -178,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure scan throughput against bare orjson")
     bench.add_argument("--records", type=int, default=20000, help="~5 KB sign-ins to generate")
     bench.add_argument("--repeat", type=int, default=5, help="runs; the best one is reported")
+    bench.add_argument("--scan-only", action="store_true", help="skip the streaming benchmark")
+    bench.add_argument("--rate", type=int, default=2000, help="sign-ins/s for the latency phase")
+    bench.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="embedded broker + worker + replay, alerts live")

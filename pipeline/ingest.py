@@ -13,6 +13,8 @@ from pipeline.wire import encode_batch, partition_for, record_key
 class Ingested:
     batches: dict[int, bytes]
     """Partition of the signins topic -> encoded batch of that partition's records."""
+    counts: dict[int, int]
+    """Partition -> how many records its batch carries."""
     rejected: list[Rejected]
     records: int
 
@@ -23,4 +25,5 @@ def ingest(data: bytes, enqueued_ms: int, partitions: int, max_bytes: int) -> In
     for record in parsed.records:
         groups.setdefault(partition_for(record_key(record), partitions), []).append(record)
     batches = {p: encode_batch(records, enqueued_ms) for p, records in groups.items()}
-    return Ingested(batches, parsed.rejected, len(parsed.records))
+    counts = {p: len(records) for p, records in groups.items()}
+    return Ingested(batches, counts, parsed.rejected, len(parsed.records))

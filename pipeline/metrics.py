@@ -53,7 +53,8 @@ PROCESSING = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 IN_FLIGHT = Gauge(
-    "signin_risk_records_in_flight", "Records parsed by ingest and not yet acknowledged."
+    "signin_risk_records_in_flight",
+    "Records ingest has sent on and the broker has not yet acknowledged (checked in bulk).",
 )
 LAST_EVENT_TIME = Gauge(
     "signin_risk_last_event_timestamp_seconds",
