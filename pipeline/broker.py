@@ -14,9 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,6 +25,8 @@ from types import TracebackType
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from pipeline.procs import terminate
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         self._port = None
         if proc is not None:
-            _terminate(proc)
+            terminate(proc, STOP_GRACE_S, "embedded broker")
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -190,7 +190,7 @@ class EmbeddedBroker:
                 return None
             time.sleep(0.02)
         self._proc, self._port = None, None
-        _terminate(proc)
+        terminate(proc, STOP_GRACE_S, "embedded broker")
         return f"attempt {attempt} on port {port}: {why}; log tail:\n{_tail(log_path)}"
 
 
@@ -223,25 +223,6 @@ def _answers(bootstrap: str, cluster_id: str, timeout_s: float) -> bool:
             with contextlib.suppress(Exception):
                 admin.close()
     return bool(answer.get("cluster_id") == cluster_id)
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait up to STOP_GRACE_S, then SIGKILL; only while the leader is unreaped.
-
-    While ``proc`` has not been waited for, its pid (= process group id) cannot be reused,
-    so signalling the group never reaches a stranger.
-    """
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        log.warning("embedded broker pid %s ignored SIGTERM; killing it", proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _tail(path: Path, lines: int = 20) -> str:

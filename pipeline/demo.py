@@ -9,8 +9,6 @@ it started.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.procs import spawn_worker, terminate
 from pipeline.settings import Settings
 from pipeline.sources.replay import replay
 from pipeline.topics import create_topics
@@ -41,19 +40,6 @@ def embedded_settings(bootstrap: str, metrics_port: int) -> Settings:
         heartbeat_interval_s=0.5,
         metrics_port=metrics_port,
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the worker process reads them: ``SIGNIN_RISK_*`` variables."""
-    env: dict[str, str] = {}
-    for name in Settings.model_fields:
-        value: Any = getattr(settings, name)
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"SIGNIN_RISK_{name.upper()}"] = str(value)
-    return env
 
 
 def _port_free(port: int) -> bool:
@@ -114,22 +100,15 @@ def run_demo(
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = embedded_settings(broker.bootstrap, metrics_port)
         create_topics(settings)
-        env = os.environ | settings_env(settings)
         if policy_file:
-            env["SIGNIN_RISK_POLICY_FILE"] = str(Path(policy_file).resolve())
+            settings = settings.model_copy(update={"policy_file": str(Path(policy_file).resolve())})
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            worker = spawn_worker(settings, log)
         try:
             return _watch(settings, paths, worker, log_path, alerts_out, follow, out)
         finally:
-            _stop(worker)
+            terminate(worker, 20, "worker")
 
 
 def _watch(
@@ -191,13 +170,3 @@ def _watch(
         file=out,
     )
     return 0
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()

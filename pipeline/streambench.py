@@ -10,11 +10,8 @@ an envelope to its alert arriving on the alerts topic). Figures are printed, nev
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from uuid import uuid4
@@ -24,7 +21,8 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.demo import embedded_settings, settings_env
+from pipeline.demo import embedded_settings
+from pipeline.procs import spawn_worker, terminate
 from pipeline.settings import Settings
 from pipeline.synth import bench_envelope
 from pipeline.topics import create_topics
@@ -121,13 +119,7 @@ def run_stream_bench(n_records: int, rate: int, seconds: float) -> str:
         raw_seconds = asyncio.run(_drain_raw(settings, messages))
         raw_rps = messages * PER_ENVELOPE / raw_seconds
 
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
-            env=os.environ | settings_env(settings),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        worker = spawn_worker(settings, subprocess.DEVNULL)
         try:
             # Time from the first envelope processed (the worker has joined its group) to the
             # last: group joins on the embedded broker take seconds and are not throughput.
@@ -139,11 +131,7 @@ def run_stream_bench(n_records: int, rate: int, seconds: float) -> str:
             p50, p99 = _latency(settings, producer, rate, seconds, tag)
             rss = _peak_rss_mb(worker.pid)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+            terminate(worker, 30, "worker")
         producer.close()
     return "\n".join(
         [

@@ -6,8 +6,6 @@ producers and consumers around it.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ from builders import dumps, signin
 from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline.broker import free_port
-from pipeline.demo import settings_env
+from pipeline.procs import spawn_worker, terminate
 from pipeline.settings import Settings
 from pipeline.sources.replay import replay
 from pipeline.topics import create_topics
@@ -39,31 +37,18 @@ def streaming(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settin
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
-            env=os.environ | settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (tmp_path / f"worker-{len(started)}.log").open("wb") as log:
+            proc = spawn_worker(settings, log)
         started.append(proc)
         return proc
 
     yield settings, start
     for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        terminate(proc, 30, "worker")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
+    return terminate(proc, 30, "worker")
 
 
 def consume(
