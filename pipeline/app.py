@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from pipeline import metrics
 from pipeline.detect import Engine, alert_json
 from pipeline.enrich import Enriched
-from pipeline.ingest import ingest
+from pipeline.ingest import ingest, processing_error
 from pipeline.parse import Rejected
 from pipeline.policy import Policy
 from pipeline.records import Alert
@@ -55,34 +56,31 @@ def _credentials(settings: Settings) -> Any:
 class Outbox:
     """Sends in flight, awaited in bulk: backpressure without a round trip per event.
 
-    ``records`` counts what the pending sends carry, for the in-flight gauge.
+    The in-flight gauge counts the records that unacknowledged sends carry; each send
+    takes its records off the gauge when the broker acknowledges it.
     """
 
     def __init__(self, limit: int = 512) -> None:
-        self._pending: list[Any] = []
-        self._records = 0
+        self._pending: list[asyncio.Future[Any]] = []
         self._limit = limit
 
-    async def add(self, future: Any, records: int = 0) -> None:
+    async def add(self, future: asyncio.Future[Any], records: int = 0) -> None:
+        if records:
+            metrics.IN_FLIGHT.inc(records)
+            future.add_done_callback(lambda _: metrics.IN_FLIGHT.dec(records))
         self._pending.append(future)
-        self._records += records
-        metrics.IN_FLIGHT.inc(records)
         if len(self._pending) >= self._limit:
-            await self.drain()
-
-    async def drain(self) -> None:
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
-        metrics.IN_FLIGHT.dec(self._records)
-        self._records = 0
+            pending, self._pending = self._pending, []
+            await asyncio.gather(*pending)
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
     app = faust.App(
-        settings.app_id,
+        settings.group_id,
         broker=[f"signinrisk://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store=settings.store,
+        datadir=settings.data_dir,
         web_enabled=False,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are created by `signin-risk topics create`
@@ -91,7 +89,8 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
-        producer_max_request_size=max(settings.max_event_bytes * 2, 1024 * 1024),
+        # Dead letters carry the original event (base64 when not UTF-8).
+        producer_max_request_size=max(settings.max_event_bytes * 2, settings.max_batch_bytes * 2),
         # Raw events are envelopes of up to 1 MB: a 1 MB fetch (Faust's default) returns a
         # handful, and a broker that holds each fetch for fetch_max_wait caps throughput.
         consumer_max_fetch_size=16 * 1024 * 1024,
@@ -109,8 +108,6 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     deadletter = app.topic(
         settings.topic("deadletter"), key_serializer="raw", value_serializer="raw"
     )
-    user_risk = app.Table("user_risk", default=None, partitions=settings.partitions)
-    engine = Engine(policy)
 
     async def dead_letter(message: Any, rejected: Rejected) -> Any:
         metrics.REJECTED.labels(rejected.reason).inc()
@@ -123,74 +120,102 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             )
         )
 
+    if settings.stage in ("all", "ingest"):
+        _ingest_agent(app, settings, raw, signins, dead_letter)
+    if settings.stage in ("all", "detect"):
+        user_risk = app.Table("user_risk", default=None, partitions=settings.partitions)
+        _detect_agent(app, Engine(policy), RiskBook(user_risk), signins, alerts, dead_letter)
+    return app
+
+
+DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
+
+
+def _ingest_agent(
+    app: faust.App, settings: Settings, raw: Any, signins: Any, dead_letter: DeadLetter
+) -> None:
     @app.agent(raw)
     async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
-        async for event in stream.events():
+        # Many raw events per take: sends per second, not records, are what an agent pays.
+        # take_events acks a take's events only after this body finished with them.
+        takes = cast("faust.Stream[bytes]", stream).take_events(
+            settings.batch_events, settings.batch_wait_s
+        )
+        async for events in takes:
             started = time.perf_counter()
-            message = event.message
-            try:
-                result = ingest(
-                    event.value,
-                    int((message.timestamp or time.time()) * 1000),
-                    settings.partitions,
-                    settings.max_event_bytes,
-                )
-            except Exception as exc:  # a bug must cost one event, never the worker
-                log.exception(
-                    "ingest failed on %s[%s]@%s", message.topic, message.partition, message.offset
-                )
-                await (await dead_letter(message, _processing_error(exc, event.value)))
-                continue
-            for partition, batch in result.batches.items():
-                future = await signins.send(value=batch, partition=partition)
-                await outbox.add(future, result.counts[partition])
-            for rejected in result.rejected:
-                await outbox.add(await dead_letter(message, rejected))
+            result = ingest(
+                [(event.value, _enqueued_ms(event.message)) for event in events],
+                settings.partitions,
+                settings.max_event_bytes,
+                settings.max_batch_bytes,
+            )
+            for batch in result.batches:
+                future = await signins.send(value=batch.data, partition=batch.partition)
+                await outbox.add(future, batch.records)
+            for index, rejected in result.rejected:
+                if rejected.reason == "processing-error":
+                    log.error("ingest failed on %s: %s", _where(events[index].message), rejected)
+                await outbox.add(await dead_letter(events[index].message, rejected))
             metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
 
+
+def _detect_agent(
+    app: faust.App,
+    engine: Engine,
+    book: RiskBook,
+    signins: Any,
+    alerts: Any,
+    dead_letter: DeadLetter,
+) -> None:
     @app.agent(signins)
     async def detect_agent(stream: faust.StreamT[bytes]) -> None:
-        book = RiskBook(user_risk)
         outbox = Outbox()
         async for event in stream.events():
             started = time.perf_counter()
             try:
-                enqueued_ms, found, enriched = _detect(engine, book, event.value)
+                segments, enriched = _detect(engine, book, event.value)
             except Exception as exc:  # a bug must cost one batch, never the worker
-                log.exception(
-                    "detect failed on partition %s@%s",
-                    event.message.partition,
-                    event.message.offset,
-                )
-                await (await dead_letter(event.message, _processing_error(exc, event.value)))
+                log.exception("detect failed on %s", _where(event.message))
+                await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
-            for alert in found:
-                await outbox.add(await alerts.send(key=alert.id.encode(), value=alert_json(alert)))
-            if found:
+            for enqueued_ms, found in segments:
+                for alert in found:
+                    future = await alerts.send(key=alert.id.encode(), value=alert_json(alert))
+                    await outbox.add(future)
                 metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
             metrics.observe_signins(enriched)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
-    return app
 
+def _detect(
+    engine: Engine, book: RiskBook, data: bytes
+) -> tuple[list[tuple[int, list[Alert]]], list[Enriched]]:
+    """One signins batch through the core, in delivery order; the same calls as ``scan``.
 
-def _detect(engine: Engine, book: RiskBook, data: bytes) -> tuple[int, list[Alert], list[Enriched]]:
-    """One signins batch through the core, in delivery order; the same calls as ``scan``."""
-    enqueued_ms, records = decode_batch(data)
-    found: list[Alert] = []
+    Returns the alerts of each raw event that raised any, with its enqueue time.
+    """
+    segments: list[tuple[int, list[Alert]]] = []
     enriched: list[Enriched] = []
-    for record in records:
-        judged, alerts = engine.process(record, book)
-        if judged is None:
-            metrics.RISK_RECORDS.labels(record.category.value).inc()
-            continue
-        enriched.append(judged)
-        for alert in alerts:
-            metrics.ALERTS.labels(alert.rule, alert.severity).inc()
-        found += alerts
-    return enqueued_ms, found, enriched
+    for enqueued_ms, records in decode_batch(data):
+        found: list[Alert] = []
+        for record in records:
+            judged, alerts = engine.process(record, book)
+            if judged is None:
+                metrics.RISK_RECORDS.labels(record.category.value).inc()
+                continue
+            enriched.append(judged)
+            for alert in alerts:
+                metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+            found += alerts
+        if found:
+            segments.append((enqueued_ms, found))
+    return segments, enriched
 
 
-def _processing_error(exc: Exception, raw: bytes) -> Rejected:
-    return Rejected("processing-error", type(exc).__name__, str(exc)[:500], raw)
+def _enqueued_ms(message: Any) -> int:
+    return int((message.timestamp or time.time()) * 1000)
+
+
+def _where(message: Any) -> str:
+    return f"{message.topic}[{message.partition}]@{message.offset}"

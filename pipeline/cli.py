@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -12,7 +13,7 @@ import yaml
 
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.policy import PolicyError, load_policy
-from pipeline.settings import Settings
+from pipeline.settings import STAGES, Settings
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
 
@@ -92,6 +93,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import create_app, quiet_libraries
 
     settings = _settings()
+    if args.stage:
+        settings = settings.model_copy(update={"stage": args.stage})
     try:
         policy = load_policy(args.policy or settings.policy_file)
     except PolicyError as exc:
@@ -100,6 +103,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     quiet_libraries()
     metrics.serve(settings.metrics_port)
     app = create_app(settings, policy)
+    # Parsing allocates millions of short-lived, acyclic objects: the default gen-0 threshold
+    # (700) runs the collector thousands of times a second over the long-lived heap for
+    # nothing. Freezing what startup built and collecting rarely gave the worker ~25% more.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it cleanly.
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return 0
@@ -198,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the streaming pipeline (settings from env)")
     worker.add_argument("--policy", help="policy YAML (default: SIGNIN_RISK_POLICY_FILE)")
+    worker.add_argument(
+        "--stage",
+        choices=STAGES,
+        help="run one stage only, to give ingest and detect a process each "
+        "(default: SIGNIN_RISK_STAGE, else all)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     topics = sub.add_parser("topics", help="manage the pipeline's topics")

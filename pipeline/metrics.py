@@ -62,6 +62,9 @@ LAST_EVENT_TIME = Gauge(
 )
 
 
+_newest_event = 0.0
+
+
 def observe_signins(enriched: list[Enriched]) -> None:
     """Count a batch at once: one label lookup per distinct value, not per sign-in."""
     if not enriched:
@@ -87,7 +90,9 @@ def observe_signins(enriched: list[Enriched]) -> None:
         RISK_SIGNINS.labels(level).inc(n)
     if unknown_build:
         OUTLOOK_BUILD_UNKNOWN.inc(unknown_build)
-    if newest > LAST_EVENT_TIME._value.get():
+    global _newest_event
+    if newest > _newest_event:  # a late batch must not move freshness backwards
+        _newest_event = newest
         LAST_EVENT_TIME.set(newest)
 
 

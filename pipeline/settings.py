@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOPIC_NAMES = ("raw", "signins", "alerts", "deadletter")
+STAGES = ("all", "ingest", "detect")
+Stage = Literal["all", "ingest", "detect"]
 
 
 class Settings(BaseSettings):
@@ -32,13 +34,24 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1)
     """Partitions of the signins topic and of every table changelog (they must agree)."""
     raw_partitions: int = Field(4, ge=1)
+    stage: Stage = "all"
+    """Which agents this worker runs. One process is GIL-bound at about one core; running
+    ``ingest`` and ``detect`` as separate processes (or pods) gives each stage its own."""
     store: str = "memory://"
     """Table store: ``memory://`` or ``rocksdb://`` (rocksdict) for production."""
+    data_dir: str = "signin-risk-data"
+    """Where Faust keeps local table files (``rocksdb://``); one directory per worker."""
     policy_file: str | None = None
 
     metrics_port: int = Field(9464, ge=0, le=65535)
     """Prometheus ``/metrics``; 0 disables the endpoint."""
     max_event_bytes: int = Field(1024 * 1024, ge=1024)
+    batch_events: int = Field(200, ge=1)
+    """Raw events ingest takes at once; each take costs one send per signins partition."""
+    max_batch_bytes: int = Field(512 * 1024, ge=16 * 1024)
+    """Upper size of a signins message (Event Hubs' Kafka endpoint refuses requests > 1 MB)."""
+    batch_wait_ms: int = Field(10, ge=1)
+    """How long ingest waits to fill a take: the latency paid for batching at low rates."""
     fetch_max_wait_ms: int = Field(25, ge=0)
     """How long the broker may hold a fetch; Faust's fixed 1,500 ms costs seconds of latency."""
     session_timeout_s: float = Field(10.0, gt=0)
@@ -46,8 +59,21 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
 
+    @property
+    def batch_wait_s(self) -> float:
+        return self.batch_wait_ms / 1000
+
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group (Faust app id) of this worker's stage.
+
+        A lone ingest stage is stateless and reads only ``raw``, so it gets a group of its
+        own; detect keeps ``app_id``, which names the table changelogs.
+        """
+        return f"{self.app_id}-ingest" if self.stage == "ingest" else self.app_id
 
     def changelog(self, table: str) -> str:
         """Faust's name for a table's changelog topic."""

@@ -101,51 +101,79 @@ def _percentile(values: list[float], q: float) -> float:
 def run_stream_bench(n_records: int, rate: int, seconds: float) -> str:
     tag = uuid4().hex[:8]
     with EmbeddedBroker() as broker:
-        settings = embedded_settings(broker.bootstrap, free_port()).model_copy(
-            update={"topic_prefix": f"bench{tag}.", "app_id": f"signin-risk-bench{tag}"}
-        )
-        create_topics(settings)
         producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_request_size=4 << 20
+            bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=4 << 20
         )
-        warm = _envelopes(1, f"warm{tag}")
         bulk = _envelopes(max(1, n_records // PER_ENVELOPE), f"bulk{tag}")
-        for _, value in warm + bulk:
-            producer.send(settings.topic("raw"), value)
-        producer.flush()
-        messages = len(warm) + len(bulk)
         records = len(bulk) * PER_ENVELOPE
 
-        raw_seconds = asyncio.run(_drain_raw(settings, messages))
-        raw_rps = messages * PER_ENVELOPE / raw_seconds
-
-        worker = spawn_worker(settings, subprocess.DEVNULL)
+        one = _stage_settings(broker.bootstrap, f"{tag}one")
+        _fill(producer, one, bulk)
+        raw_rps = len(bulk) * PER_ENVELOPE / asyncio.run(_drain_raw(one, len(bulk) + 1))
+        workers = [spawn_worker(one, subprocess.DEVNULL)]
         try:
-            # Time from the first envelope processed (the worker has joined its group) to the
-            # last: group joins on the embedded broker take seconds and are not throughput.
-            first, at_first = _wait_for(settings.metrics_port, "signin_risk_signins_total", 1, 60)
-            done, at_done = _wait_for(
-                settings.metrics_port, "signin_risk_signins_total", messages * PER_ENVELOPE, 600
-            )
-            pipeline_rps = (at_done - at_first) / (done - first)
-            p50, p99 = _latency(settings, producer, rate, seconds, tag)
-            rss = _peak_rss_mb(worker.pid)
+            pipeline_rps = _throughput(one, records)
+            p50, p99 = _latency(one, producer, rate, seconds, tag)
+            rss = _peak_rss_mb(workers[0].pid)
         finally:
-            terminate(worker, 30, "worker")
+            _stop(workers)
+
+        split = _stage_settings(broker.bootstrap, f"{tag}split")
+        _fill(producer, split, bulk)
+        stages = [split.model_copy(update={"stage": "detect"})]
+        stages.append(split.model_copy(update={"stage": "ingest", "metrics_port": free_port()}))
+        workers = [spawn_worker(stage, subprocess.DEVNULL) for stage in stages]
+        try:
+            split_rps = _throughput(split, records)
+            split_rss = [_peak_rss_mb(worker.pid) for worker in workers]
+        finally:
+            _stop(workers)
         producer.close()
     return "\n".join(
         [
             f"stream: {records} sign-ins in {len(bulk)} envelopes of {PER_ENVELOPE}, "
-            f"~5 KB each, one worker, embedded broker",
+            f"~5 KB each, embedded broker",
             f"raw ceiling (aiokafka, no processing): {raw_rps:,.0f} sign-ins/s",
-            f"pipeline (raw -> signins -> alerts):   {pipeline_rps:,.0f} sign-ins/s",
+            f"one worker process (raw -> signins -> alerts): {pipeline_rps:,.0f} sign-ins/s",
+            f"ingest and detect in a process each:           {split_rps:,.0f} sign-ins/s "
+            f"(ratio {split_rps / raw_rps:.2f}; RSS detect {split_rss[0]:.0f} MB, "
+            f"ingest {split_rss[1]:.0f} MB)",
             f"latency at {rate} sign-ins/s for {seconds:.0f} s: p50 {p50:.0f} ms, "
             f"p99 {p99:.0f} ms; worker peak RSS {rss:.0f} MB",
             f"bench pipeline_rps={pipeline_rps:.0f} raw_rps={raw_rps:.0f} "
             f"ratio={pipeline_rps / raw_rps:.2f} p50_ms={p50:.0f} p99_ms={p99:.0f} "
-            f"rss_mb={rss:.0f}",
+            f"rss_mb={rss:.0f} split_rps={split_rps:.0f}",
         ]
     )
+
+
+def _stage_settings(bootstrap: str, tag: str) -> Settings:
+    settings = embedded_settings(bootstrap, free_port()).model_copy(
+        update={"topic_prefix": f"bench{tag}.", "app_id": f"signin-risk-bench{tag}"}
+    )
+    create_topics(settings)
+    return settings
+
+
+def _fill(producer: KafkaProducer, settings: Settings, bulk: list[tuple[str, bytes]]) -> None:
+    """The bulk envelopes after one warm-up envelope: the clock starts at the first alert."""
+    for _, value in _envelopes(1, f"warm{settings.topic_prefix}") + bulk:
+        producer.send(settings.topic("raw"), value)
+    producer.flush()
+
+
+def _throughput(settings: Settings, records: int) -> float:
+    """Sign-ins/s from the first processed (the group has joined) to the last: group joins
+    on the embedded broker take seconds and are not throughput."""
+    port = settings.metrics_port
+    first, at_first = _wait_for(port, "signin_risk_signins_total", 1, 60)
+    done, at_done = _wait_for(port, "signin_risk_signins_total", records + PER_ENVELOPE, 600)
+    return (at_done - at_first) / (done - first)
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        terminate(worker, 30, "worker")
 
 
 def _latency(

@@ -1,10 +1,11 @@
 """The signins topic's message format: one batch of normalized records per target partition.
 
-A Faust event per sign-in cannot keep up (a Faust agent forwarding single events does about
-2k/s), so ingest sends one message per partition per raw event. Records travel as orjson
-arrays of their fields, tagged 0 for a sign-in
-and 1 for a risk record, with the raw event's timestamp for end-to-end latency. Each record
-is serialized once by ingest and decoded once by detect.
+A Faust event or a send per sign-in cannot keep up (a Faust agent forwarding single events
+does about 2k/s), so ingest takes many raw events at once and sends one message per target
+partition for all of them. A message is a list of segments, one per raw event, each with that
+event's timestamp (for end-to-end latency) and its records as orjson arrays of their fields,
+tagged 0 for a sign-in and 1 for a risk record. Each record is serialized once by ingest and
+decoded once by detect.
 """
 
 from __future__ import annotations
@@ -45,17 +46,33 @@ def record_key(record: Record) -> str:
     return record.user_id or record.id
 
 
-def encode_batch(records: Sequence[Record], enqueued_ms: int) -> bytes:
+Segment = tuple[int, Sequence[Record]]
+"""Records of one raw event, with the event's enqueue time in epoch milliseconds."""
+
+
+def encode_batch(segments: Sequence[Segment]) -> bytes:
+    return join_segments([encode_segment(*segment) for segment in segments])
+
+
+def encode_segment(enqueued_ms: int, records: Sequence[Record]) -> bytes:
     # orjson leaves NamedTuples to ``default``; ``list`` (C) turns each into its field array.
     return orjson.dumps(
-        [enqueued_ms, [(_SIGNIN if isinstance(r, SignIn) else _RISK, r) for r in records]],
+        (enqueued_ms, [(_SIGNIN if isinstance(r, SignIn) else _RISK, r) for r in records]),
         default=list,
     )
 
 
-def decode_batch(data: bytes) -> tuple[int, list[Record]]:
-    enqueued_ms, rows = orjson.loads(data)
-    return enqueued_ms, [_signin(row) if kind == _SIGNIN else _risk(row) for kind, row in rows]
+def join_segments(encoded: Sequence[bytes]) -> bytes:
+    """A batch from separately encoded segments, so ingest can size messages without
+    encoding anything twice."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def decode_batch(data: bytes) -> list[tuple[int, list[Record]]]:
+    return [
+        (enqueued_ms, [_signin(row) if kind == _SIGNIN else _risk(row) for kind, row in rows])
+        for enqueued_ms, rows in orjson.loads(data)
+    ]
 
 
 def _signin(row: list[Any]) -> SignIn:

@@ -26,7 +26,7 @@ from pipeline.sources.replay import replay
 from pipeline.topics import create_topics
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
-Worker = Callable[[], subprocess.Popen[bytes]]
+Worker = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def streaming(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settin
     create_topics(settings)
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(**update: object) -> subprocess.Popen[bytes]:
         with (tmp_path / f"worker-{len(started)}.log").open("wb") as log:
-            proc = spawn_worker(settings, log)
+            proc = spawn_worker(settings.model_copy(update=update), log)
         started.append(proc)
         return proc
 
@@ -93,13 +93,23 @@ def without_detected_at(alert: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in alert.items() if k != "detected_at"}
 
 
+@pytest.mark.parametrize(
+    ("split", "store"),
+    [(False, "memory://"), (True, "memory://"), (False, "rocksdb://")],
+    ids=["one-process", "stage-per-process", "rocksdb-store"],
+)
 def test_sample_through_the_worker_gives_the_alerts_of_scan(
-    streaming: tuple[Settings, Worker],
+    streaming: tuple[Settings, Worker], split: bool, store: str, tmp_path: Path
 ) -> None:
     settings, start = streaming
     expected = scan_alerts(SAMPLE)
     assert len(expected) >= 20
-    worker = start()
+    data_dir = tmp_path / "tables"
+    if split:
+        worker = start(stage="detect")
+        ingest = start(stage="ingest", metrics_port=free_port())
+    else:
+        worker = start(store=store, data_dir=str(data_dir))
     replay([str(SAMPLE)], settings, progress=False)
     values = consume(settings, "alerts", lambda v: len(v) >= len(expected))
     got = {a["id"]: a for a in map(orjson.loads, values)}
@@ -110,7 +120,13 @@ def test_sample_through_the_worker_gives_the_alerts_of_scan(
     assert metric_sum(settings.metrics_port, "signin_risk_alerts_total") == len(expected)
     assert metric_sum(settings.metrics_port, "signin_risk_signins_total") == 420
     assert metric_sum(settings.metrics_port, "signin_risk_risk_records_total") == 5
+    if not split:  # every send was acknowledged, so nothing is left in flight
+        assert metric_sum(settings.metrics_port, "signin_risk_records_in_flight") == 0
     assert stop(worker) == 0  # SIGTERM is a clean shutdown
+    if split:
+        assert stop(ingest) == 0
+    if store == "rocksdb://":  # the table really lived in RocksDB files
+        assert list(data_dir.rglob("*.sst")) or list(data_dir.rglob("CURRENT"))
 
 
 def test_bad_input_is_dead_lettered_and_good_records_still_alert(

@@ -8,8 +8,9 @@ from pipeline.wire import decode_batch, encode_batch, partition_for, record_key
 def test_every_record_of_the_sample_round_trips_exactly() -> None:
     records = parse_event(dumps({"records": sample_records()}), max_bytes=10**8).records
     assert len(records) == 425
-    enqueued, decoded = decode_batch(encode_batch(records, 1234))
-    assert enqueued == 1234
+    segments = decode_batch(encode_batch([(1234, records[:100]), (5678, records[100:])]))
+    assert [enqueued for enqueued, _ in segments] == [1234, 5678]
+    decoded = segments[0][1] + segments[1][1]
     assert decoded == records
     assert [type(r) for r in decoded] == [type(r) for r in records]
 
