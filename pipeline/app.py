@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import faust
 
@@ -27,9 +27,11 @@ from pipeline.parse import Rejected
 from pipeline.policy import Policy
 from pipeline.records import Alert
 from pipeline.risk import RiskBook
+from pipeline.rules.windows import Observation
 from pipeline.settings import Settings
+from pipeline.stateful import StateBook
 from pipeline.timeparse import format_time
-from pipeline.wire import decode_batch
+from pipeline.wire import decode_batch, decode_observations, encode_observations, partition_for
 
 NOISY_LOGGERS = ("faust", "aiokafka", "mode", "kafka")
 log = logging.getLogger(__name__)
@@ -123,8 +125,23 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     if settings.stage in ("all", "ingest"):
         _ingest_agent(app, settings, raw, signins, dead_letter)
     if settings.stage in ("all", "detect"):
-        user_risk = app.Table("user_risk", default=None, partitions=settings.partitions)
-        _detect_agent(app, Engine(policy), RiskBook(user_risk), signins, alerts, dead_letter)
+        engine = Engine(policy)
+        by_ip = app.topic(
+            settings.topic("by-ip"),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        # Table values are JSON; the stateful rules keep their state JSON-ready for this.
+        tables = {
+            name: app.Table(name, default=None, partitions=settings.partitions)
+            for name in ("user_risk", "user_state", "ip_state")
+        }
+        detector = Detector(
+            engine, RiskBook(tables["user_risk"]), StateBook(tables["user_state"]), settings
+        )
+        _detect_agent(app, detector, signins, by_ip, alerts, dead_letter)
+        _by_ip_agent(app, engine, StateBook(tables["ip_state"]), by_ip, alerts, dead_letter)
     return app
 
 
@@ -162,9 +179,9 @@ def _ingest_agent(
 
 def _detect_agent(
     app: faust.App,
-    engine: Engine,
-    book: RiskBook,
+    detector: Detector,
     signins: Any,
+    by_ip: Any,
     alerts: Any,
     dead_letter: DeadLetter,
 ) -> None:
@@ -174,43 +191,101 @@ def _detect_agent(
         async for event in stream.events():
             started = time.perf_counter()
             try:
-                segments, enriched = _detect(engine, book, event.value)
+                result = detector.batch(event.value)
             except Exception as exc:  # a bug must cost one batch, never the worker
                 log.exception("detect failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
-            for enqueued_ms, found in segments:
-                for alert in found:
-                    future = await alerts.send(key=alert.id.encode(), value=alert_json(alert))
-                    await outbox.add(future)
-                metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
-            metrics.observe_signins(enriched)
+            for partition, data in result.by_ip.items():
+                await outbox.add(await by_ip.send(value=data, partition=partition))
+            await _send_alerts(alerts, outbox, result.alerts)
+            metrics.observe_signins(result.enriched)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
-def _detect(
-    engine: Engine, book: RiskBook, data: bytes
-) -> tuple[list[tuple[int, list[Alert]]], list[Enriched]]:
-    """One signins batch through the core, in delivery order; the same calls as ``scan``.
+def _by_ip_agent(
+    app: faust.App,
+    engine: Engine,
+    states: StateBook,
+    by_ip: Any,
+    alerts: Any,
+    dead_letter: DeadLetter,
+) -> None:
+    """The IP-keyed rules (password spray) over observations re-keyed by source address."""
 
-    Returns the alerts of each raw event that raised any, with its enqueue time.
-    """
-    segments: list[tuple[int, list[Alert]]] = []
-    enriched: list[Enriched] = []
-    for enqueued_ms, records in decode_batch(data):
-        found: list[Alert] = []
-        for record in records:
-            judged, alerts = engine.process(record, book)
-            if judged is None:
-                metrics.RISK_RECORDS.labels(record.category.value).inc()
+    @app.agent(by_ip)
+    async def by_ip_agent(stream: faust.StreamT[bytes]) -> None:
+        outbox = Outbox()
+        async for event in stream.events():
+            started = time.perf_counter()
+            try:
+                found = [
+                    (
+                        enqueued_ms,
+                        [a for o in observations for a in engine.process_by_ip(o, states)],
+                    )
+                    for enqueued_ms, observations in decode_observations(event.value)
+                ]
+                states.flush()  # inside the event: table writes go to its changelog partition
+            except Exception as exc:  # a bug must cost one batch, never the worker
+                log.exception("by-ip detection failed on %s", _where(event.message))
+                await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
-            enriched.append(judged)
-            for alert in alerts:
-                metrics.ALERTS.labels(alert.rule, alert.severity).inc()
-            found += alerts
-        if found:
-            segments.append((enqueued_ms, found))
-    return segments, enriched
+            await _send_alerts(alerts, outbox, [(t, a) for t, a in found if a])
+            metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
+
+
+async def _send_alerts(
+    alerts: Any, outbox: Outbox, segments: list[tuple[int, list[Alert]]]
+) -> None:
+    for enqueued_ms, found in segments:
+        for alert in found:
+            metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+            await outbox.add(await alerts.send(key=alert.id.encode(), value=alert_json(alert)))
+        metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
+
+
+class Detected(NamedTuple):
+    alerts: list[tuple[int, list[Alert]]]
+    """(enqueue time, alerts) of each raw event that raised any."""
+    enriched: list[Enriched]
+    by_ip: dict[int, bytes]
+    """by-ip partition -> encoded observations for the IP-keyed rules."""
+
+
+class Detector:
+    """The detect stage's state and its one call per signins batch; the same calls as
+    ``scan``, in delivery order."""
+
+    def __init__(
+        self, engine: Engine, book: RiskBook, users: StateBook, settings: Settings
+    ) -> None:
+        self.engine, self.book, self.users = engine, book, users
+        self.partitions = settings.partitions
+
+    def batch(self, data: bytes) -> Detected:
+        segments: list[tuple[int, list[Alert]]] = []
+        enriched: list[Enriched] = []
+        rekeyed: dict[int, list[tuple[int, list[Observation]]]] = {}
+        for enqueued_ms, records in decode_batch(data):
+            found: list[Alert] = []
+            for record in records:
+                judged = self.engine.process(record, self.book, self.users)
+                if judged.enriched is None:
+                    metrics.RISK_RECORDS.labels(record.category.value).inc()
+                else:
+                    enriched.append(judged.enriched)
+                found += judged.alerts
+                if judged.by_ip is not None:
+                    target = rekeyed.setdefault(partition_for(judged.by_ip.ip, self.partitions), [])
+                    if not target or target[-1][0] != enqueued_ms:
+                        target.append((enqueued_ms, []))
+                    target[-1][1].append(judged.by_ip)
+            if found:
+                segments.append((enqueued_ms, found))
+        self.users.flush()  # inside the event: table writes go to its changelog partition
+        by_ip = {p: encode_observations(segs) for p, segs in rekeyed.items()}
+        return Detected(segments, enriched, by_ip)
 
 
 def _enqueued_ms(message: Any) -> int:

@@ -1,46 +1,60 @@
-"""Run the enabled rules over one sign-in and turn findings into alerts.
+"""Run the enabled rules over each record and turn findings and incidents into alerts.
 
-Pure apart from the client-identity memo: the caller supplies the user's risk state, so the
-offline ``scan`` (state in a dict) and the streaming worker (state in a table) share it all.
+Pure apart from the client-identity memo: the caller supplies the state (the user's risk,
+the stateful rules' windows), so the offline ``scan`` (state in dicts) and the streaming
+worker (state in tables) share it all.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 
 from pipeline import risk
 from pipeline.clientapp import ClientClassifier
 from pipeline.enrich import Enriched
+from pipeline.ids import alert_id
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record, RiskEvent, SignIn
-from pipeline.rules import REGISTRY, Finding, Rule, RuleSettings
+from pipeline.rules import REGISTRY, AnyRule, Finding, Rule, RuleSettings, StatefulRule
+from pipeline.rules.windows import Hit, Observation, StatefulSettings
+from pipeline.stateful import Incident, StateBook, run
 from pipeline.timeparse import format_time
-
-_ALERT_NAMESPACE = uuid.UUID("6f1c1f9e-4d7b-4c55-9a0e-5f3b7f2d8a11")
-
-
-def alert_id(rule_id: str, signin_ids: Iterable[str]) -> str:
-    """Deterministic: the same rule over the same sign-ins always gives the same id."""
-    return str(uuid.uuid5(_ALERT_NAMESPACE, rule_id + "|" + "|".join(signin_ids)))
 
 
 def alert_json(alert: Alert) -> bytes:
     return orjson.dumps(alert)
 
 
+class Judged(NamedTuple):
+    enriched: Enriched | None
+    """None for a risk record."""
+    alerts: list[Alert]
+    by_ip: Observation | None
+    """For the IP-keyed rules (``Engine.process_by_ip``), which need other state."""
+
+
 class Engine:
-    def __init__(self, policy: Policy, rules: Iterable[Rule] | None = None) -> None:
+    def __init__(self, policy: Policy, rules: Iterable[AnyRule] | None = None) -> None:
         self.policy = policy
         self.classifier = ClientClassifier(policy.approved_app_ids)
-        chosen = REGISTRY.values() if rules is None else rules
+        chosen = [r for r in (REGISTRY.values() if rules is None else rules)]
+        enabled = [(r, policy.rule(r.id)) for r in chosen if policy.rule(r.id).enabled]
         self.rules: list[tuple[Rule, RuleSettings]] = [
-            (rule, policy.rule(rule.id)) for rule in chosen if policy.rule(rule.id).enabled
+            (r, s) for r, s in enabled if isinstance(r, Rule)
         ]
+        stateful = [(r, s) for r, s in enabled if isinstance(r, StatefulRule)]
+        self.user_rules: list[tuple[StatefulRule, StatefulSettings]] = [
+            (r, s) for r, s in stateful if r.keyed_by == "user" and isinstance(s, StatefulSettings)
+        ]
+        self.ip_rules: list[tuple[StatefulRule, StatefulSettings]] = [
+            (r, s) for r, s in stateful if r.keyed_by == "ip" and isinstance(s, StatefulSettings)
+        ]
+        self._risk_rules = [(r, s) for r, s in self.user_rules if r.on_risk is not None]
         allow = policy.allowlist
         self._networks = allow.all_networks()
         self._users = allow.users
@@ -64,12 +78,52 @@ class Engine:
             return any(address in network for network in self._networks)
         return False
 
-    def process(self, record: Record, book: risk.RiskBook) -> tuple[Enriched | None, list[Alert]]:
-        """One record in delivery order: a risk record updates ``book``, a sign-in is judged."""
+    def process(self, record: Record, book: risk.RiskBook, states: StateBook) -> Judged:
+        """One record in delivery order: a risk record updates ``book``, a sign-in is judged;
+        both feed the user-keyed stateful rules, whose state is in ``states``."""
         if isinstance(record, RiskEvent):
             book.update(record)
-            return None, []
-        return self.evaluate(record, book.get(record.subject_id))
+            alerts: list[Alert] = []
+            allowed = record.upn.lower() in self._users or record.user_id.lower() in self._users
+            if record.user_id and not allowed:
+                for rule, settings in self._risk_rules:
+                    self._stateful(rule, settings, states, record.user_id, record, alerts)
+            return Judged(None, alerts, None)
+        enriched, alerts = self.evaluate(record, book.get(record.subject_id))
+        if not (self.user_rules or self.ip_rules) or self.allowlisted(record):
+            return Judged(enriched, alerts, None)
+        obs = Observation.of(enriched)
+        if obs.user_id:
+            for rule, settings in self.user_rules:
+                if rule.wants(obs):
+                    self._stateful(rule, settings, states, obs.user_id, obs, alerts)
+        by_ip = obs if obs.ip and any(rule.wants(obs) for rule, _ in self.ip_rules) else None
+        return Judged(enriched, alerts, by_ip)
+
+    def process_by_ip(self, obs: Observation, states: StateBook) -> list[Alert]:
+        """The IP-keyed rules for an observation ``process`` handed out, in ``states`` keyed
+        by address (the worker runs this after re-keying by IP)."""
+        alerts: list[Alert] = []
+        for rule, settings in self.ip_rules:
+            if rule.wants(obs):
+                self._stateful(rule, settings, states, obs.ip, obs, alerts)
+        return alerts
+
+    def _stateful(
+        self,
+        rule: StatefulRule,
+        settings: StatefulSettings,
+        states: StateBook,
+        key: str,
+        item: Observation | RiskEvent,
+        out: list[Alert],
+    ) -> None:
+        due = run(rule, settings, states, key, item)
+        if due is not None:
+            incident, hit = due
+            out.append(
+                incident_alert(rule, settings, incident, hit, format_time(datetime.now(UTC)))
+            )
 
     def evaluate(
         self, signin: SignIn, user_risk: risk.UserRisk | None, now: datetime | None = None
@@ -109,4 +163,31 @@ def make_alert(
         signin_ids=(signin.id,),
         mitre=rule.mitre,
         evidence=dict(finding.evidence),
+    )
+
+
+def incident_alert(
+    rule: StatefulRule, settings: StatefulSettings, incident: Incident, hit: Hit, detected_at: str
+) -> Alert:
+    """An alert version of an incident; for an IP-keyed incident the users are in evidence."""
+    about = hit.about
+    by_user = rule.keyed_by == "user"
+    return Alert(
+        id=incident.id,
+        rule=rule.id,
+        severity=settings.severity or incident.severity,
+        time=about.when,
+        detected_at=detected_at,
+        title=rule.title,
+        summary=hit.summary,
+        tenant_id=about.tenant_id,
+        user=about.user if by_user else "",
+        user_id=about.user_id if by_user else "",
+        ip=about.ip,
+        location=about.location._asdict(),
+        client=about.client_dict(),
+        risk=about.risk_dict(),
+        signin_ids=incident.signin_ids,
+        mitre=rule.mitre,
+        evidence=hit.evidence | {"signin_count": incident.total},
     )

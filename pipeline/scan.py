@@ -19,8 +19,9 @@ from typing import BinaryIO
 from pipeline.detect import Engine, alert_json
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.policy import Policy
-from pipeline.records import Record, SignIn
+from pipeline.records import Alert, Record, SignIn
 from pipeline.risk import RiskBook
+from pipeline.stateful import StateBook
 
 
 @dataclass(slots=True)
@@ -70,7 +71,8 @@ def scan(
     rejects: BinaryIO | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> ScanStats:
-    """Detect over ``inputs`` (name, content) and write one alert JSON per line to ``out``."""
+    """Detect over ``inputs`` (name, content) and write one alert JSON per line to ``out``:
+    the last version of each alert, in the order the alerts were first raised."""
     with _cyclic_gc_paused():
         return _scan(inputs, policy, out, rejects, max_bytes)
 
@@ -95,27 +97,30 @@ def _scan(
     records.sort(key=attrgetter("time"))  # stable: delivery order breaks ties
 
     engine = Engine(policy)
-    book = RiskBook()
+    book, users, addresses = RiskBook(), StateBook(), StateBook()
     seen_signins: set[str] = set()
-    emitted: set[str] = set()
+    found: dict[str, Alert] = {}
+    """Alert id -> its last version; an incident's alert is updated while it continues."""
     stats.categories.update(map(attrgetter("category"), records))
-    process = engine.process
+    process, by_ip = engine.process, engine.process_by_ip
     for record in records:
         if isinstance(record, SignIn):
             if record.id in seen_signins:
                 stats.duplicate_signins += 1
                 continue
             seen_signins.add(record.id)
-        enriched, alerts = process(record, book)
+        enriched, alerts, observation = process(record, book, users)
+        if observation is not None:
+            alerts += by_ip(observation, addresses)
         if enriched is not None:
             client = enriched.client
             if client.family == "outlook-mobile" and not client.version:
                 stats.outlook_version_unknown += 1
         for alert in alerts:
-            if alert.id not in emitted:
-                emitted.add(alert.id)
-                stats.alerts[alert.rule] += 1
-                out.write(alert_json(alert) + b"\n")
+            found[alert.id] = alert
+    for alert in found.values():
+        stats.alerts[alert.rule] += 1
+        out.write(alert_json(alert) + b"\n")
     stats.records = len(records) + sum(stats.rejected.values())
     stats.seconds = time.perf_counter() - started
     return stats

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TOPIC_NAMES = ("raw", "signins", "alerts", "deadletter")
+TOPIC_NAMES = ("raw", "signins", "by-ip", "alerts", "deadletter")
 STAGES = ("all", "ingest", "detect")
 Stage = Literal["all", "ingest", "detect"]
 

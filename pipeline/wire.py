@@ -27,6 +27,7 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
+from pipeline.rules.windows import Observation
 
 _SIGNIN, _RISK = 0, 1
 _S = {name: i for i, name in enumerate(SignIn._fields)}
@@ -92,3 +93,12 @@ def _risk(row: list[Any]) -> RiskEvent:
     row[_R["location"]] = Location._make(row[_R["location"]])
     row[_R["additional_info"]] = tuple(tuple(pair) for pair in row[_R["additional_info"]])
     return RiskEvent._make(row)
+
+
+def encode_observations(segments: Sequence[tuple[int, Sequence[Observation]]]) -> bytes:
+    """The by-IP topic's message: observations for the IP-keyed rules, per raw event."""
+    return orjson.dumps([(t, [o.encode() for o in obs]) for t, obs in segments])
+
+
+def decode_observations(data: bytes) -> list[tuple[int, list[Observation]]]:
+    return [(t, [Observation.decode(o) for o in obs]) for t, obs in orjson.loads(data)]

@@ -103,3 +103,37 @@ def signin(
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+def risk_record(patch: Mapping[str, Any], when: str) -> dict[str, Any]:
+    """A UserRiskEvents detection (or, with ``category: RiskyUsers``, a user state row) for
+    the builders' user at ``when``; ``patch`` sets properties."""
+    props = dict(patch)
+    category = props.pop("category", "UserRiskEvents")
+    if category == "RiskyUsers":
+        base: dict[str, Any] = {
+            "id": USER_ID,
+            "userPrincipalName": "adele@contoso.com",
+            "riskLastUpdatedDateTime": when,
+        }
+    else:
+        base = {
+            "id": "d3" * 32,
+            "requestId": BASE_PROPERTIES["id"],
+            "correlationId": "",
+            "riskEventType": "unfamiliarFeatures",
+            "riskLevel": "high",
+            "riskState": "atRisk",
+            "detectionTimingType": "offline",
+            "userId": USER_ID,
+            "userPrincipalName": "adele@contoso.com",
+            "ipAddress": "203.0.113.9",
+            "activityDateTime": when,
+            "detectedDateTime": when,
+        }
+    return {
+        "time": when,
+        "category": category,
+        "tenantId": TENANT,
+        "properties": base | props,
+    }

@@ -14,11 +14,12 @@ import pytest
 import yaml
 from builders import dumps, signin
 
+from pipeline.rules import REGISTRY
 from pipeline.synth import INCIDENTS
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "pipeline" / "data" / "sample-signins.ndjson"
-RULES = {"risky-signin", "unapproved-mobile-client", "legacy-auth", "outdated-outlook-mobile"}
+RULES = set(REGISTRY)  # test_rules pins the ids
 ALERT_FIELDS = {
     "id",
     "rule",
@@ -74,7 +75,9 @@ def test_scan_of_the_bundled_sample(sample_scan: subprocess.CompletedProcess[byt
     assert {a["rule"] for a in alerts} == RULES
     for alert in alerts:
         assert set(alert) == ALERT_FIELDS
-        assert alert["signin_ids"] and alert["mitre"]
+        assert alert["mitre"]
+        # only a user-state change (RiskyUsers) rests on no sign-in
+        assert alert["signin_ids"] or alert["evidence"].get("category") == "RiskyUsers"
         assert alert["time"].endswith("Z") and alert["detected_at"].endswith("Z")
     ids = [a["id"] for a in alerts]
     assert len(ids) == len(set(ids)), "alert ids are unique"
@@ -100,15 +103,22 @@ def test_sample_alerts_tell_the_readme_story(
         "legacy_smtp": {"legacy-auth"},
         "outdated_outlook_ios": {"outdated-outlook-mobile"},
         "outdated_outlook_android": {"outdated-outlook-mobile"},
-        "risky_high": {"risky-signin"},
+        # Identity Protection also exported their detections / state changes
+        "risky_high": {"risky-signin", "risk-detection"},
         "risky_medium": {"risky-signin"},
-        "risky_user_state": {"risky-signin"},
+        "risky_user_state": {"risky-signin", "risk-detection"},
+        "risk_event_join": {"risk-detection"},
+        "brute_force": {"brute-force"},
+        "mfa_fatigue": {"mfa-fatigue"},
+        "impossible_travel": {"impossible-travel"},
     }
     for incident, rules in expected.items():
         assert rules_by_user.get(INCIDENTS[incident]) == rules, incident
-    # blocked by Conditional Access, dismissed by an admin, remediated before signing in
-    for incident in ("ios_mail_blocked", "risky_dismissed", "risk_remediated"):
+    # blocked by Conditional Access, dismissed by an admin
+    for incident in ("ios_mail_blocked", "risky_dismissed"):
         assert INCIDENTS[incident] not in rules_by_user, incident
+    # remediated before signing in: the earlier atRisk change alerts, the sign-in does not
+    assert rules_by_user[INCIDENTS["risk_remediated"]] == {"risk-detection"}
 
     inherited = [
         a
@@ -201,6 +211,30 @@ def test_unwritable_rejects_path_fails_with_one_line(tmp_path: Path) -> None:
     result = run("scan", "--rejects", str(rejects))
     assert result.returncode == 2
     assert str(rejects) in error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("incident", "rule", "severity", "signins"),
+    [
+        ("password_spray", "password-spray", "medium", 10),
+        ("brute_force", "brute-force", "high", 13),
+        ("mfa_fatigue", "mfa-fatigue", "high", 7),
+        ("impossible_travel", "impossible-travel", "high", 2),
+        ("risk_event_join", "risk-detection", "high", 1),
+    ],
+)
+def test_scan_finds_each_stateful_incident_of_the_sample_once(
+    sample_scan: subprocess.CompletedProcess[bytes],
+    incident: str,
+    rule: str,
+    severity: str,
+    signins: int,
+) -> None:
+    who = INCIDENTS[incident]
+    found = [a for a in alerts_of(sample_scan) if a["rule"] == rule and who in (a["user"], a["ip"])]
+    assert len(found) == 1, found
+    assert found[0]["severity"] == severity
+    assert len(found[0]["signin_ids"]) == signins
 
 
 def test_check_config_prints_the_effective_policy() -> None:

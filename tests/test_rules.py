@@ -6,22 +6,60 @@ A new rule module is covered here the moment it exists.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from builders import signin
+from builders import risk_record, signin
 
 from pipeline.detect import Engine
 from pipeline.parse import normalize
 from pipeline.policy import policy_from_data
 from pipeline.records import SEVERITIES, Alert, RiskEvent, SignIn
 from pipeline.risk import RiskBook
-from pipeline.rules import REGISTRY, Case, Rule
+from pipeline.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
+from pipeline.rules.windows import Scenario
+from pipeline.stateful import StateBook
 
 CASES = [
     pytest.param(rule, case, id=f"{rule.id}: {case.name}")
     for rule in REGISTRY.values()
+    if isinstance(rule, Rule)
     for case in rule.cases
 ]
+SCENARIOS = [
+    pytest.param(rule, scenario, id=f"{rule.id}: {scenario.name}")
+    for rule in REGISTRY.values()
+    if isinstance(rule, StatefulRule)
+    for scenario in rule.scenarios
+]
+START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def scenario_records(scenario: Scenario, tag: str = "") -> list[dict[str, object]]:
+    """The scenario's raw records in its delivery order; sign-ins get distinct ids unless
+    the patch names one."""
+    raws: list[dict[str, object]] = []
+    for index, (minute, patch) in enumerate(scenario.events):
+        when = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+        if patch.get("category") in ("UserRiskEvents", "RiskyUsers"):
+            raws.append(risk_record(patch, when))
+        else:
+            props = {"id": f"{tag}{index:04d}-0000-4000-8000-000000000000", **patch}
+            raws.append(signin({**props, "createdDateTime": when}))
+    return raws
+
+
+def run_scenario(rule: StatefulRule, scenario: Scenario) -> list[Alert]:
+    """Every alert version, in order, with the rule alone enabled."""
+    engine = Engine(policy_from_data(dict(scenario.policy)), rules=[rule])
+    book, users, addresses = RiskBook(), StateBook(), StateBook()
+    out: list[Alert] = []
+    for raw in scenario_records(scenario):
+        judged = engine.process(normalize(raw), book, users)
+        out += judged.alerts
+        if judged.by_ip is not None:
+            out += engine.process_by_ip(judged.by_ip, addresses)
+    return out
 
 
 def run_case(rule: Rule, case: Case) -> list[Alert]:
@@ -36,24 +74,57 @@ def run_case(rule: Rule, case: Case) -> list[Alert]:
     return engine.evaluate(target, book.get(target.user_id))[1]
 
 
-def test_first_rules_are_registered_under_their_fixed_ids() -> None:
-    assert {
+def test_rules_are_registered_under_their_fixed_ids() -> None:
+    assert set(REGISTRY) == {
         "risky-signin",
         "unapproved-mobile-client",
         "legacy-auth",
         "outdated-outlook-mobile",
-    } <= set(REGISTRY)
+        "password-spray",
+        "brute-force",
+        "mfa-fatigue",
+        "impossible-travel",
+        "risk-detection",
+    }
 
 
 @pytest.mark.parametrize("rule", REGISTRY.values(), ids=list(REGISTRY))
-def test_rule_metadata(rule: Rule) -> None:
+def test_rule_metadata(rule: AnyRule) -> None:
     assert re.fullmatch(r"[a-z]+(-[a-z]+)*", rule.id)
     assert rule.title and rule.description
     assert rule.severity in SEVERITIES
     assert rule.mitre and all(re.fullmatch(r"T\d{4}(\.\d{3})?", t) for t in rule.mitre)
-    assert any(c.match for c in rule.cases), "needs a matching case"
-    assert any(not c.match for c in rule.cases), "needs a non-matching case"
-    assert len({c.name for c in rule.cases}) == len(rule.cases), "case names must be unique"
+    if isinstance(rule, Rule):
+        matches = [c.match for c in rule.cases]
+        names = [c.name for c in rule.cases]
+    else:
+        matches = [s.alerts > 0 for s in rule.scenarios]
+        names = [s.name for s in rule.scenarios]
+    assert any(matches), "needs a matching case"
+    assert not all(matches), "needs a non-matching case"
+    assert len(set(names)) == len(names), "case names must be unique"
+
+
+@pytest.mark.parametrize(("rule", "scenario"), SCENARIOS)
+def test_stateful_scenario(rule: StatefulRule, scenario: Scenario) -> None:
+    versions = run_scenario(rule, scenario)
+    last = {a.id: a for a in versions}
+    assert len(last) == scenario.alerts, [a.summary for a in versions]
+    for alert in last.values():
+        assert alert.rule == rule.id and alert.mitre == rule.mitre
+        assert alert.evidence["signin_count"] >= len(alert.signin_ids)
+        if rule.keyed_by == "ip":
+            assert alert.user == "" and alert.ip
+    if scenario.severity is not None:
+        assert versions[-1].severity == scenario.severity
+
+
+@pytest.mark.parametrize(("rule", "scenario"), [p for p in SCENARIOS if p.values[1].alerts])
+def test_stateful_scenario_redelivered_gives_the_same_ids(
+    rule: StatefulRule, scenario: Scenario
+) -> None:
+    twice = Scenario(scenario.name, scenario.alerts, scenario.events * 2, policy=scenario.policy)
+    assert {a.id for a in run_scenario(rule, twice)} == {a.id for a in run_scenario(rule, scenario)}
 
 
 @pytest.mark.parametrize(("rule", "case"), CASES)

@@ -32,14 +32,17 @@ def test_specs_follow_the_settings() -> None:
     assert topic_specs(settings) == [
         TopicSpec("p.raw", 2, compacted=False),
         TopicSpec("p.signins", 6, compacted=False),
+        TopicSpec("p.by-ip", 6, compacted=False),
         TopicSpec("p.alerts", 6, compacted=False),
         TopicSpec("p.deadletter", 6, compacted=False),
         TopicSpec("app-user_risk-changelog", 6, compacted=True),
+        TopicSpec("app-user_state-changelog", 6, compacted=True),
+        TopicSpec("app-ip_state-changelog", 6, compacted=True),
     ]
-    assert TABLES == ("user_risk",)
+    assert TABLES == ("user_risk", "user_state", "ip_state")
     table = describe(topic_specs(settings)).splitlines()
     assert table[0].split() == ["topic", "partitions", "cleanup.policy"]
-    assert table[-1].split() == ["app-user_risk-changelog", "6", "compact"]
+    assert table[-1].split() == ["app-ip_state-changelog", "6", "compact"]
 
 
 def test_create_topics_creates_every_spec_once(kafka_settings: Settings, admin: Any) -> None:

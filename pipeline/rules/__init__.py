@@ -10,16 +10,19 @@ import importlib
 import pkgutil
 
 from pipeline.rules.base import Case, Finding, Rule, RuleSettings
+from pipeline.rules.windows import StatefulRule
+
+AnyRule = Rule | StatefulRule
 
 
-def _discover() -> dict[str, Rule]:
-    found: dict[str, Rule] = {}
+def _discover() -> dict[str, AnyRule]:
+    found: dict[str, AnyRule] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_") or info.name == "base":
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         rule = getattr(module, "RULE", None)
-        if not isinstance(rule, Rule):
+        if not isinstance(rule, Rule | StatefulRule):
             continue
         if rule.id in found:
             raise RuntimeError(f"duplicate rule id {rule.id!r} in {module.__name__}")
@@ -27,6 +30,6 @@ def _discover() -> dict[str, Rule]:
     return found
 
 
-REGISTRY: dict[str, Rule] = _discover()
+REGISTRY: dict[str, AnyRule] = _discover()
 
-__all__ = ["REGISTRY", "Case", "Finding", "Rule", "RuleSettings"]
+__all__ = ["REGISTRY", "AnyRule", "Case", "Finding", "Rule", "RuleSettings", "StatefulRule"]

@@ -1,0 +1,13 @@
+"""Alert ids: deterministic, so a redelivered record yields the same id and receivers dedup."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+_ALERT_NAMESPACE = uuid.UUID("6f1c1f9e-4d7b-4c55-9a0e-5f3b7f2d8a11")
+
+
+def alert_id(rule_id: str, parts: Iterable[str]) -> str:
+    """The same rule over the same sign-ins (or incident key and anchor) gives the same id."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, rule_id + "|" + "|".join(parts)))

@@ -1,0 +1,243 @@
+"""What stateful rules are made of: observations, hits, settings, scenarios, and the
+event-time window helpers they share.
+
+A stateful rule is a pure step over its own small, JSON-ready state; ``pipeline.stateful``
+runs it (incidents, suppression, state books) for ``scan`` and the worker alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from pydantic import Field
+
+from pipeline.outcomes import outcome
+from pipeline.records import Location, RiskEvent
+from pipeline.rules.base import RuleSettings, Severity
+from pipeline.timeparse import format_time
+
+if TYPE_CHECKING:
+    from pipeline.enrich import Enriched
+
+
+class Observation(NamedTuple):
+    """What the stateful rules keep of a sign-in: enough to count it and to describe it in
+    an alert. Travels on the by-IP topic and sits in table state as a plain list."""
+
+    id: str
+    time: float
+    """Event time (createdDateTime), epoch seconds."""
+    tenant_id: str
+    user: str
+    user_id: str
+    ip: str
+    location: Location
+    client: tuple[str, str, str, str]
+    """family, name, platform, version."""
+    risk: tuple[str, str, tuple[str, ...]]
+    """level, state, detections."""
+    outcome: str
+    interactive: bool
+    correlation_id: str
+    app: str
+
+    @classmethod
+    def of(cls, e: Enriched) -> Observation:
+        s, c, r = e.signin, e.client, e.risk
+        return cls(
+            s.id,
+            s.time.timestamp(),
+            s.tenant_id,
+            s.upn or s.sp_name,
+            s.subject_id,
+            s.ip,
+            s.location,
+            (c.family, c.name, c.platform, c.version),
+            (r.level, r.state, r.detections),
+            outcome(s).value,
+            s.interactive,
+            s.correlation_id,
+            s.app_name,
+        )
+
+    @classmethod
+    def decode(cls, row: Iterable[Any]) -> Observation:
+        values = list(row)
+        values[6] = Location._make(values[6])
+        values[7] = tuple(values[7])
+        level, state, detections = values[8]
+        values[8] = (level, state, tuple(detections))
+        return cls._make(values)
+
+    def encode(self) -> list[Any]:
+        """JSON-ready: what table state and the by-IP topic hold."""
+        level, state, detections = self.risk
+        return [
+            *self[:6],
+            list(self.location),
+            list(self.client),
+            [level, state, list(detections)],
+            *self[9:],
+        ]
+
+    @property
+    def when(self) -> str:
+        return format_time(datetime.fromtimestamp(self.time, UTC))
+
+    def client_dict(self) -> dict[str, object]:
+        return dict(zip(("family", "name", "platform", "version"), self.client, strict=True))
+
+    def risk_dict(self) -> dict[str, object]:
+        level, state, detections = self.risk
+        return {"level": level, "state": state, "detections": list(detections)}
+
+
+class Hit(NamedTuple):
+    """A rule's pattern is present now; the incident layer decides whether it is news."""
+
+    severity: Severity
+    summary: str
+    evidence: dict[str, object]
+    signin_ids: tuple[str, ...]
+    anchor: str
+    """Names the incident: the first sign-in (or detection) of the pattern."""
+    about: Observation
+    """The sign-in the alert describes (time, client, place)."""
+
+
+class StatefulSettings(RuleSettings):
+    window_minutes: float = Field(10, gt=0)
+    lateness_minutes: float = Field(5, ge=0)
+    """How late (event time) a record may arrive and still count: Event Hubs batches lag."""
+    suppression_minutes: float = Field(60, ge=0)
+    """While a pattern keeps matching within this long of its last match, its incident is
+    updated (same alert id) instead of a new alert being raised."""
+    max_signin_ids: int = Field(50, ge=1)
+    """Sign-in ids an alert lists; ``evidence.signin_count`` has the full count."""
+
+
+Step = Callable[[Any, Observation, Any, float], tuple[Any, Hit | None]]
+"""(rule state or None, observation, settings, newest event time seen) -> (state, hit)."""
+RiskStep = Callable[[Any, RiskEvent, Any, float], tuple[Any, Hit | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A rule's own test: raw sign-ins (and risk records) in delivery order, and what should
+    come of them. ``events`` are (minute offset, property patch); a patch with a
+    ``category`` of ``UserRiskEvents`` or ``RiskyUsers`` is a risk record."""
+
+    name: str
+    alerts: int
+    """Distinct incidents (alert ids) expected."""
+    events: tuple[tuple[float, dict[str, Any]], ...]
+    severity: Severity | None = None
+    """Severity of the last version of the last incident, when it matters."""
+    policy: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatefulRule:
+    id: str
+    title: str
+    severity: Severity
+    mitre: tuple[str, ...]
+    description: str
+    keyed_by: Literal["user", "ip"]
+    wants: Callable[[Observation], bool]
+    """Cheap filter: the sign-ins that reach ``step`` (most do not, and cost nothing)."""
+    step: Step
+    scenarios: tuple[Scenario, ...]
+    settings: type[StatefulSettings] = StatefulSettings
+    on_risk: RiskStep | None = None
+
+
+def admit(
+    entries: list[list[Any]], entry: list[Any], newest: float, span: float
+) -> list[list[Any]] | None:
+    """``entries`` ([time, id, ...], oldest first) with ``entry`` inserted in time order and
+    everything older than ``newest - span`` dropped; None when ``entry`` is already known
+    (a redelivery) or too late to count."""
+    horizon = max(newest, entry[0]) - span
+    if entry[0] < horizon or any(e[1] == entry[1] for e in entries):
+        return None
+    kept = [e for e in entries if e[0] >= horizon]
+    at = len(kept)
+    while at and kept[at - 1][0] > entry[0]:
+        at -= 1
+    kept.insert(at, entry)
+    return kept
+
+
+def burst(
+    entries: list[list[Any]], t: float, width: float, key: Callable[[list[Any]], Any]
+) -> list[list[Any]]:
+    """The entries of the ``width``-long interval around ``t`` with the most distinct keys."""
+    near = [e for e in entries if t - width <= e[0] <= t + width]
+    best: list[list[Any]] = []
+    best_n = 0
+    for i, first in enumerate(near):
+        if first[0] > t:
+            break
+        span = [e for e in near[i:] if e[0] <= first[0] + width]
+        if span[-1][0] < t:
+            continue
+        n = len({key(e) for e in span})
+        if n > best_n:
+            best, best_n = span, n
+    return best
+
+
+class BurstSettings(StatefulSettings):
+    threshold: int = Field(10, ge=2)
+    """Attempts within ``window_minutes`` that make a burst."""
+
+
+def burst_then_success(
+    state: Any,
+    obs: Observation,
+    settings: BurstSettings,
+    newest: float,
+    counted: str,
+    describe: Callable[[int, bool], tuple[Severity, str]],
+) -> tuple[Any, Hit | None]:
+    """Shared by brute force and MFA fatigue: ``threshold`` sign-ins with outcome
+    ``counted`` within the window, and a success after them (``describe`` gets the burst
+    size and whether it ended in a success, and words the alert)."""
+    window = settings.window_minutes * 60
+    entries: list[list[Any]] = (state or {}).get("burst", [])
+    if obs.outcome == counted:
+        admitted = admit(
+            entries, [obs.time, obs.id], newest, window + settings.lateness_minutes * 60
+        )
+        if admitted is None:
+            return state, None
+        found = burst(admitted, obs.time, window, key=lambda e: e[1])
+        state = {"burst": admitted}
+        if len(found) < settings.threshold:
+            return state, None
+        severity, summary = describe(len(found), False)
+        ids = tuple(e[1] for e in found)
+        return state, Hit(severity, summary, _burst_evidence(found, settings), ids, ids[0], obs)
+    # a success: did a burst end just before it?
+    before = [e for e in entries if obs.time - window <= e[0] <= obs.time]
+    if len(before) < settings.threshold:
+        return state, None
+    severity, summary = describe(len(before), True)
+    ids = (*(e[1] for e in before), obs.id)
+    evidence = _burst_evidence(before, settings) | {"succeeded_signin_id": obs.id}
+    return state, Hit(severity, summary, evidence, ids, ids[0], obs)
+
+
+def _burst_evidence(found: list[list[Any]], settings: BurstSettings) -> dict[str, object]:
+    first, last = found[0][0], found[-1][0]
+    return {
+        "attempts": len(found),
+        "threshold": settings.threshold,
+        "window_minutes": settings.window_minutes,
+        "first": format_time(datetime.fromtimestamp(first, UTC)),
+        "span_seconds": round(last - first, 3),
+    }
