@@ -132,16 +132,19 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             value_serializer="raw",
             partitions=settings.partitions,
         )
-        # Table values are JSON; the stateful rules keep their state JSON-ready for this.
+        user_risk = app.Table("user_risk", default=None, partitions=settings.partitions)
+        # The stateful rules' JSON-ready state, stored as orjson bytes (see StateBook).
         tables = {
-            name: app.Table(name, default=None, partitions=settings.partitions)
-            for name in ("user_risk", "user_state", "ip_state")
+            name: app.Table(name, default=None, value_type=bytes, partitions=settings.partitions)
+            for name in ("user_state", "ip_state")
         }
-        detector = Detector(
-            engine, RiskBook(tables["user_risk"]), StateBook(tables["user_state"]), settings
+        users, addresses = (
+            Sweeper(StateBook(tables[name], encoded=True), tables[name], engine, settings)
+            for name in ("user_state", "ip_state")
         )
-        _detect_agent(app, detector, signins, by_ip, alerts, dead_letter)
-        _by_ip_agent(app, engine, StateBook(tables["ip_state"]), by_ip, alerts, dead_letter)
+        detector = Detector(engine, RiskBook(user_risk), users.book, settings)
+        _detect_agent(app, detector, users, signins, by_ip, alerts, dead_letter)
+        _by_ip_agent(app, engine, addresses, by_ip, alerts, dead_letter)
     return app
 
 
@@ -177,9 +180,34 @@ def _ingest_agent(
             metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
 
 
+class Sweeper:
+    """Drops idle keys from a stateful table, a partition at a time.
+
+    Touched keys expire as they are touched; this catches keys never seen again. It deletes
+    only keys of the partition whose event is being processed, so each tombstone lands in
+    the key's own changelog partition.
+    """
+
+    def __init__(self, book: StateBook, table: Any, engine: Engine, settings: Settings) -> None:
+        self.book, self._table, self._partitions = book, table, settings.partitions
+        self._retention_s = engine.retention_s
+        self._interval_s = settings.sweep_interval_s
+        self._last: dict[int, float] = {}
+
+    def maybe_sweep(self, partition: int, newest_event_s: float) -> None:
+        now = time.monotonic()
+        if not self._retention_s or now - self._last.get(partition, now - 1e9) < self._interval_s:
+            return
+        self._last[partition] = now
+        mine = [k for k in self._table if partition_for(k, self._partitions) == partition]
+        dropped = self.book.expire(mine, newest_event_s - self._retention_s)
+        metrics.STATE_KEYS_EXPIRED.inc(dropped)
+
+
 def _detect_agent(
     app: faust.App,
     detector: Detector,
+    sweeper: Sweeper,
     signins: Any,
     by_ip: Any,
     alerts: Any,
@@ -196,6 +224,7 @@ def _detect_agent(
                 log.exception("detect failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
+            sweeper.maybe_sweep(event.message.partition, result.newest)
             for partition, data in result.by_ip.items():
                 await outbox.add(await by_ip.send(value=data, partition=partition))
             await _send_alerts(alerts, outbox, result.alerts)
@@ -206,7 +235,7 @@ def _detect_agent(
 def _by_ip_agent(
     app: faust.App,
     engine: Engine,
-    states: StateBook,
+    sweeper: Sweeper,
     by_ip: Any,
     alerts: Any,
     dead_letter: DeadLetter,
@@ -216,17 +245,21 @@ def _by_ip_agent(
     @app.agent(by_ip)
     async def by_ip_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
+        states = sweeper.book
         async for event in stream.events():
             started = time.perf_counter()
             try:
+                batch = decode_observations(event.value)
                 found = [
                     (
                         enqueued_ms,
                         [a for o in observations for a in engine.process_by_ip(o, states)],
                     )
-                    for enqueued_ms, observations in decode_observations(event.value)
+                    for enqueued_ms, observations in batch
                 ]
                 states.flush()  # inside the event: table writes go to its changelog partition
+                newest = max((o.time for _, obs in batch for o in obs), default=0.0)
+                sweeper.maybe_sweep(event.message.partition, newest)
             except Exception as exc:  # a bug must cost one batch, never the worker
                 log.exception("by-ip detection failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
@@ -251,6 +284,8 @@ class Detected(NamedTuple):
     enriched: list[Enriched]
     by_ip: dict[int, bytes]
     """by-ip partition -> encoded observations for the IP-keyed rules."""
+    newest: float
+    """Newest sign-in event time in the batch (epoch s), 0 without sign-ins."""
 
 
 class Detector:
@@ -285,7 +320,8 @@ class Detector:
                 segments.append((enqueued_ms, found))
         self.users.flush()  # inside the event: table writes go to its changelog partition
         by_ip = {p: encode_observations(segs) for p, segs in rekeyed.items()}
-        return Detected(segments, enriched, by_ip)
+        newest = max((e.signin.time.timestamp() for e in enriched), default=0.0)
+        return Detected(segments, enriched, by_ip, newest)
 
 
 def _enqueued_ms(message: Any) -> int:

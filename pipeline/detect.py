@@ -55,6 +55,14 @@ class Engine:
             (r, s) for r, s in stateful if r.keyed_by == "ip" and isinstance(s, StatefulSettings)
         ]
         self._risk_rules = [(r, s) for r, s in self.user_rules if r.on_risk is not None]
+        self.retention_s = max(
+            (
+                (s.window_minutes + s.lateness_minutes + s.suppression_minutes) * 60
+                for _, s in self.user_rules + self.ip_rules
+            ),
+            default=0.0,
+        )
+        """Event time after which a key's stateful state is of no use to any rule."""
         allow = policy.allowlist
         self._networks = allow.all_networks()
         self._users = allow.users

@@ -56,6 +56,10 @@ IN_FLIGHT = Gauge(
     "signin_risk_records_in_flight",
     "Records ingest has sent on and the broker has not yet acknowledged (checked in bulk).",
 )
+STATE_KEYS_EXPIRED = Counter(
+    "signin_risk_state_keys_expired_total",
+    "Users and addresses whose stateful-rule state was dropped after going idle.",
+)
 LAST_EVENT_TIME = Gauge(
     "signin_risk_last_event_timestamp_seconds",
     "Event time (createdDateTime) of the newest sign-in processed, for freshness.",

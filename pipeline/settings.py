@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     """Upper size of a signins message (Event Hubs' Kafka endpoint refuses requests > 1 MB)."""
     batch_wait_ms: int = Field(10, ge=1)
     """How long ingest waits to fill a take: the latency paid for batching at low rates."""
+    sweep_interval_s: float = Field(60.0, gt=0)
+    """How often each partition's stateful tables are swept of idle keys."""
     fetch_max_wait_ms: int = Field(25, ge=0)
     """How long the broker may hold a fetch; Faust's fixed 1,500 ms costs seconds of latency."""
     session_timeout_s: float = Field(10.0, gt=0)

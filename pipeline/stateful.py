@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from typing import Any, NamedTuple
 
+import orjson
+
 from pipeline.ids import alert_id
 from pipeline.records import RiskEvent
 from pipeline.rules.base import rank_severity
@@ -61,19 +63,29 @@ class StateBook:
     """Per-key state of the stateful rules over any mapping (a dict, a Faust table).
 
     Reads are cached and writes collected, so the worker writes each touched key once per
-    batch (a table write is a changelog send) when it calls ``flush``.
+    batch (a table write is a changelog send) when it calls ``flush``. With ``encoded`` the
+    store holds orjson bytes: Faust's own JSON codec (the stdlib's) was a tenth of the
+    worker's time on these values.
     """
 
-    def __init__(self, store: MutableMapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, store: MutableMapping[str, Any] | None = None, encoded: bool = False
+    ) -> None:
         self._store: MutableMapping[str, Any] = {} if store is None else store
+        self._encoded = encoded
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
+
+    def _read(self, key: str) -> dict[str, Any]:
+        value = self._store.get(key)
+        if not value:
+            return {}
+        return dict(orjson.loads(value) if self._encoded else value)
 
     def get(self, key: str) -> dict[str, Any]:
         state = self._cache.get(key)
         if state is None:
-            state = dict(self._store.get(key) or {})
-            self._cache[key] = state
+            state = self._cache[key] = self._read(key)
         return state
 
     def touched(self, key: str) -> None:
@@ -83,7 +95,7 @@ class StateBook:
         for key in self._dirty:
             state = self._cache[key]
             if state:
-                self._store[key] = state
+                self._store[key] = orjson.dumps(state) if self._encoded else state
             elif key in self._store:
                 del self._store[key]
         self._dirty.clear()
@@ -94,8 +106,7 @@ class StateBook:
         the worker's sweep, so idle users and addresses do not hold memory forever."""
         dropped = 0
         for key in list(keys):
-            state = self._store.get(key) or {}
-            if all(entry[0] < before for entry in state.values()):
+            if all(entry[0] < before for entry in self._read(key).values()):
                 del self._store[key]
                 dropped += 1
         return dropped
@@ -112,6 +123,7 @@ def run(
     hit when an alert version is due. Expired state is dropped as it is touched."""
     state = states.get(key)
     newest, rule_state, stored = state.get(rule.id) or (0.0, None, None)
+    before = rule_state
     if isinstance(item, RiskEvent):
         assert rule.on_risk is not None
         t = item.time.timestamp()
@@ -119,6 +131,8 @@ def run(
     else:
         t = item.time
         rule_state, hit = rule.step(rule_state, item, settings, newest)
+    if hit is None and rule_state is before:
+        return None  # nothing changed (a rule returns a new state object when it changes)
     incident = Incident._make(stored) if stored else None
     emit = False
     if hit is not None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -137,3 +138,22 @@ def risk_record(patch: Mapping[str, Any], when: str) -> dict[str, Any]:
         "tenantId": TENANT,
         "properties": base | props,
     }
+
+
+START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def scenario_records(
+    events: Iterable[tuple[float, Mapping[str, Any]]], tag: str = ""
+) -> list[dict[str, object]]:
+    """The scenario's raw records in its delivery order; sign-ins get distinct ids unless
+    the patch names one."""
+    raws: list[dict[str, object]] = []
+    for index, (minute, patch) in enumerate(events):
+        when = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+        if patch.get("category") in ("UserRiskEvents", "RiskyUsers"):
+            raws.append(risk_record(patch, when))
+        else:
+            props = {"id": f"{tag}{index:04d}-0000-4000-8000-000000000000", **patch}
+            raws.append(signin({**props, "createdDateTime": when}))
+    return raws

@@ -6,10 +6,9 @@ A new rule module is covered here the moment it exists.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from builders import risk_record, signin
+from builders import scenario_records, signin
 
 from pipeline.detect import Engine
 from pipeline.parse import normalize
@@ -32,21 +31,6 @@ SCENARIOS = [
     if isinstance(rule, StatefulRule)
     for scenario in rule.scenarios
 ]
-START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-
-
-def scenario_records(scenario: Scenario, tag: str = "") -> list[dict[str, object]]:
-    """The scenario's raw records in its delivery order; sign-ins get distinct ids unless
-    the patch names one."""
-    raws: list[dict[str, object]] = []
-    for index, (minute, patch) in enumerate(scenario.events):
-        when = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-        if patch.get("category") in ("UserRiskEvents", "RiskyUsers"):
-            raws.append(risk_record(patch, when))
-        else:
-            props = {"id": f"{tag}{index:04d}-0000-4000-8000-000000000000", **patch}
-            raws.append(signin({**props, "createdDateTime": when}))
-    return raws
 
 
 def run_scenario(rule: StatefulRule, scenario: Scenario) -> list[Alert]:
@@ -54,7 +38,7 @@ def run_scenario(rule: StatefulRule, scenario: Scenario) -> list[Alert]:
     engine = Engine(policy_from_data(dict(scenario.policy)), rules=[rule])
     book, users, addresses = RiskBook(), StateBook(), StateBook()
     out: list[Alert] = []
-    for raw in scenario_records(scenario):
+    for raw in scenario_records(scenario.events):
         judged = engine.process(normalize(raw), book, users)
         out += judged.alerts
         if judged.by_ip is not None:

@@ -21,12 +21,11 @@ from pipeline.rules.windows import (
     Scenario,
     StatefulRule,
     StatefulSettings,
-    admit,
 )
 
 _EARTH_KM = 6371.0088
 _KEEP = 8
-"""Recent locations per user: enough to compare a late sign-in with its neighbours."""
+"""Distinct recent places per user: enough to compare a late sign-in with its neighbours."""
 
 
 class Settings(StatefulSettings):
@@ -54,28 +53,27 @@ def wants(obs: Observation) -> bool:
 
 
 def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
-    here = [
-        obs.time,
-        obs.id,
-        obs.location.lat,
-        obs.location.lon,
-        obs.ip,
-        obs.location.country,
-        obs.location.city,
-    ]
-    entries: list[list[Any]] = (state or {}).get("seen", [])
-    span = settings.window_minutes * 60 + settings.lateness_minutes * 60
-    admitted = admit(entries, here, newest, span)
-    if admitted is None:
+    lat, lon = obs.location.lat, obs.location.lon
+    assert lat is not None and lon is not None  # wants() let only located sign-ins in
+    here = [obs.time, obs.id, lat, lon, obs.ip, obs.location.country, obs.location.city]
+    places: list[list[Any]] = (state or {}).get("seen", [])
+    horizon = max(newest, obs.time) - (settings.window_minutes + settings.lateness_minutes) * 60
+    if obs.time < horizon:
         return state, None
-    state = {"seen": admitted[-_KEEP:]}
     worst: tuple[float, float, list[Any]] | None = None
-    for other in entries:
-        km = distance_km(other[2], other[3], obs.location.lat, obs.location.lon)  # type: ignore[arg-type]
-        hours = max(abs(obs.time - other[0]), 60.0) / 3600
-        kmh = km / hours
+    for other in places:
+        if other[2] == lat and other[3] == lon:
+            continue  # the usual case: signing in from the same place again
+        km = distance_km(other[2], other[3], lat, lon)
+        kmh = km / (max(abs(obs.time - other[0]), 60.0) / 3600)
         if km >= settings.min_km and kmh > settings.max_kmh and (worst is None or kmh > worst[1]):
             worst = (km, kmh, other)
+    # One entry per place, with its latest visit: a user at home holds one entry.
+    kept = [p for p in places if p[0] >= horizon and (p[2], p[3]) != (lat, lon)]
+    same = [p for p in places if (p[2], p[3]) == (lat, lon) and p[0] > obs.time]
+    kept += same or [here]
+    kept.sort(key=lambda p: p[0])
+    state = {"seen": kept[-_KEEP:]}
     if worst is None:
         return state, None
     km, kmh, other = worst

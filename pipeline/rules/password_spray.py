@@ -4,8 +4,9 @@ Keyed by IP, so the worker re-keys observations through the by-IP topic. Sentine
 analytic uses a lower bar (5 users in 20 minutes) plus a filter on addresses that mostly
 succeed; here the default bar is 10 distinct users, which needs no success history per IP
 and keeps the shared egress of a large office (many users mistyping) below the threshold.
-A success from the spraying address for one of the targeted users raises the severity:
-the spray found a password.
+A success from the spraying address is not looked for: it would mean re-keying every
+success by IP, doubling the worker's traffic. brute-force and risky-signin cover the
+account side.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pipeline.rules.windows import (
 )
 
 _FAILED = Outcome.PRIMARY_FAILURE.value
-_PROVEN = {Outcome.SUCCESS.value, Outcome.PASSWORD_PROVEN.value}
 _MAX_ENTRIES = 1000
 """Per address: a spray past this many failures in the window is already an incident."""
 
@@ -38,18 +38,13 @@ class Settings(StatefulSettings):
 
 
 def wants(obs: Observation) -> bool:
-    return bool(obs.ip) and (obs.outcome == _FAILED or obs.outcome in _PROVEN)
+    # Failures only: re-keying every success by IP would double the worker's traffic.
+    return bool(obs.ip) and obs.outcome == _FAILED
 
 
 def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
     window = settings.window_minutes * 60
     entries: list[list[Any]] = (state or {}).get("failures", [])
-    if obs.outcome in _PROVEN:
-        targeted = {e[2] for e in entries if obs.time - window <= e[0] <= obs.time}
-        if len(targeted) < settings.min_users or obs.user_id not in targeted:
-            return state, None
-        found = [e for e in entries if obs.time - window <= e[0] <= obs.time]
-        return state, _hit(found, obs, settings, "high", cracked=obs)
     admitted = admit(
         entries,
         [obs.time, obs.id, obs.user_id, obs.user],
@@ -65,13 +60,7 @@ def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tup
     return state, _hit(found, obs, settings, "medium")
 
 
-def _hit(
-    found: list[list[Any]],
-    obs: Observation,
-    settings: Settings,
-    severity: Any,
-    cracked: Observation | None = None,
-) -> Hit:
+def _hit(found: list[list[Any]], obs: Observation, settings: Settings, severity: Any) -> Hit:
     users = sorted({e[3] or e[2] for e in found})
     evidence: dict[str, object] = {
         "distinct_users": len(users),
@@ -85,10 +74,6 @@ def _hit(
         f"within {settings.window_minutes:g} minutes"
     )
     ids = tuple(e[1] for e in found)
-    if cracked is not None:
-        evidence["compromised_user"] = cracked.user
-        summary += f"; then {cracked.user} signed in from it"
-        ids += (cracked.id,)
     return Hit(severity, summary, evidence, ids, ids[0], obs)
 
 
@@ -115,8 +100,7 @@ RULE = StatefulRule(
     description=(
         "One source IP fails primary authentication for at least `min_users` distinct users "
         "(default 10) within `window_minutes` (default 20). MFA prompts and Conditional "
-        "Access blocks do not count (the password was right). High when one of the targeted "
-        "users then signs in from the same address."
+        "Access blocks do not count (the password was right)."
     ),
     keyed_by="ip",
     wants=wants,
@@ -133,23 +117,6 @@ RULE = StatefulRule(
                 (i * 0.5, {"ipAddress": "203.0.113.66", "status": {"errorCode": 50126}})
                 for i in range(12)
             ),
-        ),
-        Scenario(
-            "a sprayed user then signs in from the address",
-            1,
-            (
-                *_spray(10, 1.0),
-                (
-                    12.0,
-                    {
-                        "userId": "00000000-0000-4000-8000-000000000003",
-                        "userPrincipalName": "user3@contoso.com",
-                        "ipAddress": "203.0.113.66",
-                        "status": {"errorCode": 0},
-                    },
-                ),
-            ),
-            severity="high",
         ),
         Scenario(
             "interrupts are not failures",

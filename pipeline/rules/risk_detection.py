@@ -33,12 +33,18 @@ _RISKY_STATES = ("atRisk", "confirmedCompromised")
 class Settings(StatefulSettings):
     window_minutes: float = Field(24 * 60, gt=0)
     """How long a sign-in is kept for joining."""
-    max_recent: int = Field(50, ge=1)
+    max_recent: int = Field(20, ge=1)
     """Sign-ins kept per user; the oldest go first."""
 
 
 def wants(obs: Observation) -> bool:
-    return bool(obs.user) and obs.client[0] != "service-principal"
+    """Interactive sign-ins, and any sign-in with risk of its own: where Identity Protection
+    raises sign-in detections. Keeping every token refresh would multiply the state."""
+    return (
+        bool(obs.user)
+        and obs.client[0] != "service-principal"
+        and (obs.interactive or obs.risk[0] not in ("none", ""))
+    )
 
 
 def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:

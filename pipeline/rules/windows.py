@@ -120,7 +120,9 @@ class StatefulSettings(RuleSettings):
 
 
 Step = Callable[[Any, Observation, Any, float], tuple[Any, Hit | None]]
-"""(rule state or None, observation, settings, newest event time seen) -> (state, hit)."""
+"""(rule state or None, observation, settings, newest event time seen) -> (state, hit).
+A step that changes its state returns a new state object; returning the one it was given
+tells the engine nothing changed (and nothing needs writing)."""
 RiskStep = Callable[[Any, RiskEvent, Any, float], tuple[Any, Hit | None]]
 
 
@@ -159,36 +161,59 @@ def admit(
     entries: list[list[Any]], entry: list[Any], newest: float, span: float
 ) -> list[list[Any]] | None:
     """``entries`` ([time, id, ...], oldest first) with ``entry`` inserted in time order and
-    everything older than ``newest - span`` dropped; None when ``entry`` is already known
-    (a redelivery) or too late to count."""
-    horizon = max(newest, entry[0]) - span
-    if entry[0] < horizon or any(e[1] == entry[1] for e in entries):
+    everything older than ``newest - span`` dropped, in place; None (and ``entries`` as it
+    was) when ``entry`` is already there (a redelivery) or too late to count.
+
+    In order is the common case, so this looks only at the tail and the head of the list.
+    """
+    t = entry[0]
+    horizon = max(newest, t) - span
+    if t < horizon:
         return None
-    kept = [e for e in entries if e[0] >= horizon]
-    at = len(kept)
-    while at and kept[at - 1][0] > entry[0]:
+    at = len(entries)
+    while at and entries[at - 1][0] >= t:
+        if entries[at - 1][0] == t and entries[at - 1][1] == entry[1]:
+            return None
         at -= 1
-    kept.insert(at, entry)
-    return kept
+    entries.insert(at, entry)
+    stale = 0
+    while entries[stale][0] < horizon:
+        stale += 1
+    if stale:
+        del entries[:stale]
+    return entries
 
 
 def burst(
     entries: list[list[Any]], t: float, width: float, key: Callable[[list[Any]], Any]
 ) -> list[list[Any]]:
-    """The entries of the ``width``-long interval around ``t`` with the most distinct keys."""
-    near = [e for e in entries if t - width <= e[0] <= t + width]
-    best: list[list[Any]] = []
-    best_n = 0
-    for i, first in enumerate(near):
-        if first[0] > t:
+    """The entries of the ``width``-long interval around ``t`` with the most distinct keys.
+
+    One pass with a sliding window over the time-ordered entries: a burst of thousands of
+    attempts costs linear time, not quadratic.
+    """
+    counts: dict[Any, int] = {}
+    best: tuple[int, int, int] = (0, 0, 0)  # distinct keys, start, end (exclusive)
+    lo = 0
+    for hi, entry in enumerate(entries):
+        if entry[0] > t + width:
             break
-        span = [e for e in near[i:] if e[0] <= first[0] + width]
-        if span[-1][0] < t:
-            continue
-        n = len({key(e) for e in span})
-        if n > best_n:
-            best, best_n = span, n
-    return best
+        k = key(entry)
+        counts[k] = counts.get(k, 0) + 1
+        while entries[lo][0] < entry[0] - width:
+            gone = key(entries[lo])
+            counts[gone] -= 1
+            if not counts[gone]:
+                del counts[gone]
+            lo += 1
+        if entry[0] >= t and entries[lo][0] <= t and len(counts) > best[0]:
+            best = (len(counts), lo, hi + 1)
+    return entries[best[1] : best[2]]
+
+
+_MAX_ENTRIES = 1000
+"""Attempts kept per key: past this a burst is an incident already, and memory stays bounded
+(about 60 bytes an attempt)."""
 
 
 class BurstSettings(StatefulSettings):
@@ -215,6 +240,7 @@ def burst_then_success(
         )
         if admitted is None:
             return state, None
+        del admitted[:-_MAX_ENTRIES]
         found = burst(admitted, obs.time, window, key=lambda e: e[1])
         state = {"burst": admitted}
         if len(found) < settings.threshold:
