@@ -42,7 +42,7 @@ class Engine:
     def __init__(self, policy: Policy, rules: Iterable[AnyRule] | None = None) -> None:
         self.policy = policy
         self.classifier = ClientClassifier(policy.approved_app_ids)
-        chosen = [r for r in (REGISTRY.values() if rules is None else rules)]
+        chosen = list(REGISTRY.values() if rules is None else rules)
         enabled = [(r, policy.rule(r.id)) for r in chosen if policy.rule(r.id).enabled]
         self.rules: list[tuple[Rule, RuleSettings]] = [
             (r, s) for r, s in enabled if isinstance(r, Rule)

@@ -68,11 +68,10 @@ class Rule:
 
 
 _ORDER: tuple[Severity, ...] = ("informational", "low", "medium", "high", "critical")
-SEVERITY_ORDER: tuple[str, ...] = _ORDER
 
 
 def rank_severity(severity: str) -> int:
-    return SEVERITY_ORDER.index(severity)
+    return _ORDER.index(severity)
 
 
 def shift(severity: Severity, steps: int) -> Severity:
