@@ -97,7 +97,9 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         # handful, and a broker that holds each fetch for fetch_max_wait caps throughput.
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]  # read by pipeline.transport
+    # Read by pipeline.transport.
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
+    app.verify_log_end = settings.verify_log_end  # type: ignore[attr-defined]
 
     raw = app.topic(settings.topic("raw"), key_serializer="raw", value_serializer="raw")
     signins = app.topic(

@@ -32,9 +32,11 @@ COLUMNS = (("time", 28), ("rule", 25), ("severity", 9), ("user", 28), ("client",
 
 
 def embedded_settings(bootstrap: str, metrics_port: int) -> Settings:
-    """Short group timeouts: Tansu holds a join for about half the rebalance timeout."""
+    """Short group timeouts: Tansu holds a join for about half the rebalance timeout; and
+    log ends confirmed by fetch, as Tansu's ListOffsets under-reports them."""
     return Settings(
         kafka_bootstrap=bootstrap,
+        verify_log_end=True,
         session_timeout_s=3,
         rebalance_timeout_s=3,
         heartbeat_interval_s=0.5,

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     """How often each partition's stateful tables are swept of idle keys."""
     fetch_max_wait_ms: int = Field(25, ge=0)
     """How long the broker may hold a fetch; Faust's fixed 1,500 ms costs seconds of latency."""
+    verify_log_end: bool = False
+    """Confirm each changelog's end with a fetch before table recovery; needed on Tansu 0.6
+    (the embedded broker), whose ListOffsets under-reports it. Costs one fetch per rebalance."""
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)

@@ -28,6 +28,12 @@ class Incident(NamedTuple):
     emitted: int
     """``total`` when an alert version was last emitted."""
 
+    @classmethod
+    def load(cls, stored: list[Any]) -> Incident:
+        """From its JSON-ready form, where the sign-in ids came back as a list."""
+        id_, last, severity, signin_ids, total, emitted = stored
+        return cls(id_, last, severity, tuple(signin_ids), total, emitted)
+
 
 def merge(
     previous: Incident | None, hit: Hit, new_id: str, settings: StatefulSettings
@@ -133,7 +139,7 @@ def run(
         rule_state, hit = rule.step(rule_state, item, settings, newest)
     if hit is None and rule_state is before:
         return None  # nothing changed (a rule returns a new state object when it changes)
-    incident = Incident._make(stored) if stored else None
+    incident = Incident.load(stored) if stored else None
     emit = False
     if hit is not None:
         incident, emit = merge(incident, hit, alert_id(rule.id, (key, hit.anchor)), settings)

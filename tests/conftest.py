@@ -9,6 +9,7 @@ from uuid import uuid4
 import pytest
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.demo import embedded_settings
 from pipeline.settings import Settings
 
 
@@ -30,17 +31,14 @@ def broker() -> Iterator[EmbeddedBroker]:
 def kafka_settings(broker: EmbeddedBroker) -> Settings:
     """Settings on the session broker with this test's own topics, group and changelogs.
 
-    Timeouts are short because Tansu holds a group join for about half the rebalance timeout.
+    The demo's embedded-broker settings (short group timeouts, log ends confirmed by fetch).
     """
     tag = uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix=f"t{tag}.",
-        app_id=f"signin-risk-t{tag}",
-        partitions=4,
-        raw_partitions=4,
-        session_timeout_s=3,
-        rebalance_timeout_s=3,
-        heartbeat_interval_s=0.5,
-        metrics_port=0,
+    return embedded_settings(broker.bootstrap, 0).model_copy(
+        update={
+            "topic_prefix": f"t{tag}.",
+            "app_id": f"signin-risk-t{tag}",
+            "partitions": 4,
+            "raw_partitions": 4,
+        }
     )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
+from uuid import uuid4
 
 import pytest
-from kafka import KafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 
 import pipeline.broker
 from pipeline.broker import BrokerError, EmbeddedBroker
+from pipeline.transport import confirmed_log_ends
 
 
 def _advertised(bootstrap: str) -> list[str]:
@@ -82,3 +87,32 @@ def test_start_failure_names_the_cause_and_leaves_nothing(monkeypatch: pytest.Mo
     with pytest.raises(BrokerError, match=r"(?s)3 attempt\(s\).*exited with code 1"):
         broker.start()
     assert broker.pid is None
+
+
+def test_log_ends_are_confirmed_by_a_fetch(broker: EmbeddedBroker) -> None:
+    """Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, so Faust
+    recovered tables without their last changelog batch; ``verify_log_end`` fetches instead."""
+    topic = f"log-end-{uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=200)
+    for value in (b"a", b"b", b"c"):  # one record batch, offsets 0-2
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+    tp = TopicPartition(topic, 0)
+
+    async def ends() -> tuple[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        try:
+            claimed = await consumer.end_offsets([tp])
+            return claimed[tp], (await confirmed_log_ends(consumer, claimed))[tp]
+        finally:
+            await consumer.stop()
+
+    claimed, confirmed = asyncio.run(ends())
+    assert confirmed == 3
+    # When this fails the broker reports log ends correctly, and verify_log_end can go.
+    assert claimed == 1
