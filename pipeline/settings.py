@@ -50,8 +50,11 @@ class Settings(BaseSettings):
     """Raw events ingest takes at once; each take costs one send per signins partition."""
     max_batch_bytes: int = Field(512 * 1024, ge=16 * 1024)
     """Upper size of a signins message (Event Hubs' Kafka endpoint refuses requests > 1 MB)."""
-    batch_wait_ms: int = Field(10, ge=1)
-    """How long ingest waits to fill a take: the latency paid for batching at low rates."""
+    batch_wait_ms: int = Field(100, ge=1)
+    """How long ingest waits to fill a take: the latency paid for batching at low rates.
+    Faust hands fetched events to the stream one at a time, so a 10 ms take held ~6
+    envelopes; 100 ms takes gave 1.6x the sign-ins/s with every rule on, and a lower p99 at
+    2,000/s, because detect pays per touched user per batch."""
     sweep_interval_s: float = Field(60.0, gt=0)
     """How often each partition's stateful tables are swept of idle keys."""
     fetch_max_wait_ms: int = Field(25, ge=0)
