@@ -96,6 +96,12 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         # Raw events are envelopes of up to 1 MB: a 1 MB fetch (Faust's default) returns a
         # handful, and a broker that holds each fetch for fetch_max_wait caps throughput.
         consumer_max_fetch_size=16 * 1024 * 1024,
+        # Event Hubs' Kafka endpoint closes idle connections at 240 s: its profile sets 180 s.
+        consumer_connections_max_idle_ms=settings.connections_max_idle_ms,
+        producer_connections_max_idle_ms=settings.connections_max_idle_ms,
+        consumer_metadata_max_age_ms=settings.metadata_max_age_ms,
+        producer_metadata_max_age_ms=settings.metadata_max_age_ms,
+        producer_compression_type=settings.compression_type,
     )
     # Read by pipeline.transport.
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]

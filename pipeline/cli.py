@@ -90,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from pipeline import metrics
-    from pipeline.app import create_app, quiet_libraries
+    from pipeline.app import create_app
 
     settings = _settings()
     if args.stage:
@@ -99,8 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy or settings.policy_file)
     except PolicyError as exc:
         return _fail(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    quiet_libraries()
+    _service_logging()
     metrics.serve(settings.metrics_port)
     app = create_app(settings, policy)
     # Parsing allocates millions of short-lived, acyclic objects: the default gen-0 threshold
@@ -137,6 +136,63 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {stats.messages} message(s), {stats.bytes} bytes in {stats.seconds:.2f} s",
         file=sys.stderr,
     )
+    return 0
+
+
+def _service_logging() -> None:
+    from pipeline.app import quiet_libraries
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_libraries()
+    for name in ("azure", "uamqp"):  # the SDK logs every link state change at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pipeline import metrics
+    from pipeline.sources.eventhub import run_bridge
+
+    settings = _settings()
+    if not settings.eventhub_connection_string.get_secret_value() and not (
+        settings.eventhub_namespace and settings.eventhub_name
+    ):
+        return _fail(
+            "set SIGNIN_RISK_EVENTHUB_CONNECTION_STRING, or SIGNIN_RISK_EVENTHUB_NAMESPACE and "
+            "SIGNIN_RISK_EVENTHUB_NAME"
+        )
+    _service_logging()
+    metrics.serve(settings.metrics_port)
+    try:
+        asyncio.run(run_bridge(settings))
+    except ValueError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pipeline import metrics
+    from pipeline.forward import forward
+    from pipeline.sinks.eventhub import EventHubSink
+
+    settings = _settings()
+    if not settings.alerts_eventhub_connection_string.get_secret_value() and not (
+        settings.alerts_eventhub_namespace and settings.alerts_eventhub_name
+    ):
+        return _fail(
+            "set SIGNIN_RISK_ALERTS_EVENTHUB_CONNECTION_STRING, or "
+            "SIGNIN_RISK_ALERTS_EVENTHUB_NAMESPACE and SIGNIN_RISK_ALERTS_EVENTHUB_NAME"
+        )
+    _service_logging()
+    metrics.serve(settings.metrics_port)
+
+    async def run() -> None:
+        await forward(settings, EventHubSink(settings))
+
+    asyncio.run(run())
     return 0
 
 
@@ -213,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: SIGNIN_RISK_STAGE, else all)",
     )
     worker.set_defaults(func=cmd_worker)
+
+    bridge = sub.add_parser(
+        "bridge", help="read Event Hubs (AMQP) into the raw topic, with checkpoints"
+    )
+    bridge.set_defaults(func=cmd_bridge)
+
+    fwd = sub.add_parser("forward", help="deliver the alerts topic to a sink, at least once")
+    fwd.add_argument("--sink", choices=["eventhub"], required=True)
+    fwd.set_defaults(func=cmd_forward)
 
     topics = sub.add_parser("topics", help="manage the pipeline's topics")
     topics_sub = topics.add_subparsers(dest="action", required=True)

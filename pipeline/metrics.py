@@ -65,6 +65,32 @@ LAST_EVENT_TIME = Gauge(
     "Event time (createdDateTime) of the newest sign-in processed, for freshness.",
 )
 
+BRIDGE_EVENTS = Counter(
+    "signin_risk_bridge_events_total",
+    "Event Hubs events the bridge produced to the raw topic and Kafka acknowledged.",
+)
+BRIDGE_BYTES = Counter(
+    "signin_risk_bridge_bytes_total", "Body bytes of the events the bridge produced."
+)
+BRIDGE_RETRIES = Counter(
+    "signin_risk_bridge_kafka_retries_total",
+    "Event batches the bridge sent again because Kafka did not acknowledge them.",
+)
+EVENTHUB_LAG = Gauge(
+    "signin_risk_eventhub_lag_events",
+    "Last enqueued sequence number minus the last one produced to Kafka, per partition.",
+    ["partition"],
+)
+SINK_SENT = Counter("signin_risk_sink_sent_total", "Alerts a sink delivered.", ["sink"])
+SINK_FAILURES = Counter(
+    "signin_risk_sink_failures_total", "Flushes a sink failed (each is retried).", ["sink"]
+)
+SINK_LATENCY = Histogram(
+    "signin_risk_sink_send_seconds",
+    "Time for one successful flush of a sink.",
+    ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 _newest_event = 0.0
 

@@ -30,8 +30,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def spawn_worker(settings: Settings, output: IO[bytes] | int) -> subprocess.Popen[bytes]:
     """``signin-risk worker`` in its own process group, configured by ``settings`` only."""
+    return spawn(["worker"], settings, output)
+
+
+def spawn(args: list[str], settings: Settings, output: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    """``signin-risk ARGS...`` in its own process group, configured by ``settings`` only."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "worker"],
+        [sys.executable, "-m", "pipeline.cli", *args],
         env=os.environ | settings_env(settings),
         stdout=output,
         stderr=subprocess.STDOUT,

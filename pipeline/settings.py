@@ -67,6 +67,41 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
 
+    connections_max_idle_ms: int = Field(540_000, ge=1000)
+    """Idle connections are closed after this; Event Hubs' Kafka endpoint drops them at 240 s,
+    so its profile sets 180 s."""
+    metadata_max_age_ms: int = Field(300_000, ge=1000)
+    compression: Literal["none", "gzip"] = "none"
+    """Producer compression; gzip is the only codec Event Hubs' Kafka endpoint accepts."""
+
+    eventhub_connection_string: SecretStr = SecretStr("")
+    """Event Hubs connection string (a secret); or use ``eventhub_namespace`` with Entra ID."""
+    eventhub_namespace: str = ""
+    """Fully qualified namespace (``<ns>.servicebus.windows.net``): signs in with
+    ``DefaultAzureCredential`` (managed identity, workload identity, az login...)."""
+    eventhub_name: str = ""
+    """The hub the tenant's diagnostic setting writes sign-in logs to."""
+    eventhub_consumer_group: str = "$Default"
+    eventhub_starting_position: str = "earliest"
+    """Where a partition without a checkpoint starts: ``earliest``, ``latest`` or an ISO time."""
+    eventhub_checkpoint_store: Literal["sqlite", "blob"] = "sqlite"
+    """``sqlite``: a local file, for one host; ``blob``: Azure Blob Storage, for many."""
+    eventhub_checkpoint_path: str = "signin-risk-data/eventhub-checkpoints.sqlite"
+    eventhub_blob_connection_string: SecretStr = SecretStr("")
+    eventhub_blob_account_url: str = ""
+    """Blob account URL for the checkpoint store with ``DefaultAzureCredential``."""
+    eventhub_blob_container: str = "signin-risk-checkpoints"
+    eventhub_batch_size: int = Field(300, ge=1)
+    eventhub_max_wait_s: float = Field(1.0, gt=0)
+    eventhub_lag_interval_s: float = Field(15.0, gt=0)
+    """How often the bridge asks each partition for its last enqueued sequence number."""
+    eventhub_load_balancing_interval_s: float = Field(10.0, gt=0)
+
+    alerts_eventhub_connection_string: SecretStr = SecretStr("")
+    """The Event Hub the ``eventhub`` alert sink writes to (or ``alerts_eventhub_namespace``)."""
+    alerts_eventhub_namespace: str = ""
+    alerts_eventhub_name: str = ""
+
     @property
     def batch_wait_s(self) -> float:
         return self.batch_wait_ms / 1000
@@ -89,7 +124,11 @@ class Settings(BaseSettings):
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Security settings in kafka-python's spelling (replay, admin, demo consumers)."""
-        config: dict[str, Any] = {"security_protocol": self.security_protocol}
+        config: dict[str, Any] = {
+            "security_protocol": self.security_protocol,
+            "connections_max_idle_ms": self.connections_max_idle_ms,
+            "metadata_max_age_ms": self.metadata_max_age_ms,
+        }
         if self.security_protocol.startswith("SASL"):
             config |= {
                 "sasl_mechanism": self.sasl_mechanism,
@@ -98,6 +137,29 @@ class Settings(BaseSettings):
             }
         if self.security_protocol in ("SSL", "SASL_SSL") and self.ssl_cafile:
             config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+    @property
+    def compression_type(self) -> str | None:
+        return None if self.compression == "none" else self.compression
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Connection settings in aiokafka's spelling (the bridge and the forwarders)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.security_protocol,
+            "connections_max_idle_ms": self.connections_max_idle_ms,
+            "metadata_max_age_ms": self.metadata_max_age_ms,
+        }
+        if self.security_protocol.startswith("SASL"):
+            config |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value(),
+            }
+        context = self.ssl_context()
+        if context is not None:
+            config["ssl_context"] = context
         return config
 
     def ssl_context(self) -> ssl.SSLContext | None:

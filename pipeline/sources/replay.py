@@ -98,6 +98,7 @@ def replay(
         linger_ms=5,
         acks="all",
         max_request_size=settings.max_event_bytes + REQUEST_OVERHEAD,
+        compression_type=settings.compression_type,
         **settings.kafka_client_config(),
     )
     failures: list[BaseException] = []
