@@ -148,6 +148,15 @@ def _service_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _eventhub_missing(settings: Settings, prefix: str) -> str | None:
+    """What to set when neither a connection string nor namespace + hub is configured."""
+    secret = getattr(settings, f"{prefix}_connection_string").get_secret_value()
+    if secret or (getattr(settings, f"{prefix}_namespace") and getattr(settings, f"{prefix}_name")):
+        return None
+    env = f"SIGNIN_RISK_{prefix.upper()}"
+    return f"set {env}_CONNECTION_STRING, or {env}_NAMESPACE and {env}_NAME"
+
+
 def cmd_bridge(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -155,13 +164,8 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from pipeline.sources.eventhub import run_bridge
 
     settings = _settings()
-    if not settings.eventhub_connection_string.get_secret_value() and not (
-        settings.eventhub_namespace and settings.eventhub_name
-    ):
-        return _fail(
-            "set SIGNIN_RISK_EVENTHUB_CONNECTION_STRING, or SIGNIN_RISK_EVENTHUB_NAMESPACE and "
-            "SIGNIN_RISK_EVENTHUB_NAME"
-        )
+    if missing := _eventhub_missing(settings, "eventhub"):
+        return _fail(missing)
     _service_logging()
     metrics.serve(settings.metrics_port)
     try:
@@ -179,13 +183,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
     from pipeline.sinks.eventhub import EventHubSink
 
     settings = _settings()
-    if not settings.alerts_eventhub_connection_string.get_secret_value() and not (
-        settings.alerts_eventhub_namespace and settings.alerts_eventhub_name
-    ):
-        return _fail(
-            "set SIGNIN_RISK_ALERTS_EVENTHUB_CONNECTION_STRING, or "
-            "SIGNIN_RISK_ALERTS_EVENTHUB_NAMESPACE and SIGNIN_RISK_ALERTS_EVENTHUB_NAME"
-        )
+    if missing := _eventhub_missing(settings, "alerts_eventhub"):
+        return _fail(missing)
     _service_logging()
     metrics.serve(settings.metrics_port)
 

@@ -145,18 +145,8 @@ class Settings(BaseSettings):
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Connection settings in aiokafka's spelling (the bridge and the forwarders)."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.kafka_bootstrap,
-            "security_protocol": self.security_protocol,
-            "connections_max_idle_ms": self.connections_max_idle_ms,
-            "metadata_max_age_ms": self.metadata_max_age_ms,
-        }
-        if self.security_protocol.startswith("SASL"):
-            config |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password.get_secret_value(),
-            }
+        config = {k: v for k, v in self.kafka_client_config().items() if k != "ssl_cafile"}
+        config["bootstrap_servers"] = self.kafka_bootstrap
         context = self.ssl_context()
         if context is not None:
             config["ssl_context"] = context
