@@ -75,10 +75,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(run_scan_bench(args.records, args.repeat), flush=True)
     if not args.scan_only:
         from pipeline.app import quiet_libraries
-        from pipeline.streambench import run_stream_bench
+        from pipeline.bridgebench import run_bridge_bench
+        from pipeline.streambench import PER_ENVELOPE, run_stream_bench
 
         quiet_libraries()
-        print(run_stream_bench(args.records, args.rate, args.seconds))
+        print(run_stream_bench(args.records, args.rate, args.seconds), flush=True)
+        print(run_bridge_bench(args.records // PER_ENVELOPE))
     return 0
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 import time
 
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import metrics
+from pipeline.procs import stop_on_signals
 from pipeline.settings import Settings
 from pipeline.sinks import Sink
 
@@ -51,10 +51,7 @@ async def _flush(sink: Sink, stopping: asyncio.Event) -> bool:
 async def forward(settings: Settings, sink: Sink, stopping: asyncio.Event | None = None) -> None:
     """Deliver the alerts topic to ``sink`` until ``stopping`` (or SIGTERM/SIGINT)."""
     if stopping is None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
+        stopping = stop_on_signals()
     consumer = AIOKafkaConsumer(
         settings.topic("alerts"),
         group_id=sink_group(settings, sink.name),

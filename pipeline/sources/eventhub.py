@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -26,6 +25,7 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, P
 from pydantic import SecretStr
 
 from pipeline import metrics
+from pipeline.procs import stop_on_signals
 from pipeline.settings import Settings
 from pipeline.sources.checkpoints import checkpoint_store
 
@@ -177,12 +177,11 @@ async def _start_producer(settings: Settings, stopping: asyncio.Event) -> AIOKaf
             delay = min(delay * 2, RETRY_MAX_S)
 
 
-async def run_bridge(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Until SIGTERM/SIGINT: read every partition of the hub into the raw topic."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+async def run_bridge(settings: Settings, stopping: asyncio.Event | None = None) -> None:
+    """Read every partition of the hub into the raw topic until ``stopping`` is set (by
+    default: SIGTERM or SIGINT)."""
+    if stopping is None:
+        stopping = stop_on_signals()
     store = checkpoint_store(settings)
     producer = await _start_producer(settings, stopping)
     bridge = Bridge(settings, producer)
@@ -204,8 +203,6 @@ async def run_bridge(settings: Settings, ready: asyncio.Event | None = None) -> 
         )
     )
     lag = asyncio.create_task(_watch_lag(client, bridge, settings.eventhub_lag_interval_s))
-    if ready is not None:
-        ready.set()
     started = time.monotonic()
     stop = asyncio.create_task(stopping.wait())
     await asyncio.wait([receiving, stop], return_when=asyncio.FIRST_COMPLETED)
