@@ -59,16 +59,22 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return terminate(proc, 30, "worker")
 
 
-def consume(
-    settings: Settings, topic: str, until: Callable[[list[bytes]], bool], timeout_s: float = 60.0
-) -> list[bytes]:
-    consumer = KafkaConsumer(
+def reader(settings: Settings, topic: str, idle_ms: int = 500) -> KafkaConsumer:
+    """A consumer of ``topic`` from its start, outside any group, that stops iterating
+    after ``idle_ms`` without a message."""
+    return KafkaConsumer(
         settings.topic(topic),
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        consumer_timeout_ms=500,
+        consumer_timeout_ms=idle_ms,
     )
+
+
+def consume(
+    settings: Settings, topic: str, until: Callable[[list[bytes]], bool], timeout_s: float = 60.0
+) -> list[bytes]:
+    consumer = reader(settings, topic)
     values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     try:

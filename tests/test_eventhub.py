@@ -1,0 +1,208 @@
+"""Event Hubs in and out over real AMQP: the real azure-eventhub SDK against the local peer
+(tests/eventhub_peer.py), a real broker, real worker, bridge and forwarder processes."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from eventhub_peer import EventHubPeer
+from pydantic import SecretStr
+from test_streaming import SAMPLE, differences, last_versions, metric_sum, reader, scan_alerts
+
+from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.demo import embedded_settings
+from pipeline.procs import spawn, terminate
+from pipeline.settings import Settings
+from pipeline.topics import create_topics
+
+Spawn = Callable[[str, Settings], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def peer() -> Iterator[EventHubPeer]:
+    with EventHubPeer(hub="signins", partitions=2) as running:
+        yield running
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Spawn]:
+    """Starts ``signin-risk <command>`` processes; stops them (cleanly) afterwards."""
+    started: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def start(command: str, settings: Settings) -> subprocess.Popen[bytes]:
+        log_path = tmp_path / f"{command}-{len(started)}.log"
+        with log_path.open("wb") as log:
+            args = ["forward", "--sink", "eventhub"] if command == "forward" else [command]
+            port = settings.metrics_port or free_port()
+            proc = spawn(args, settings.model_copy(update={"metrics_port": port}), log)
+        started.append((command, proc, log_path))
+        return proc
+
+    yield start
+    for command, proc, log_path in started:
+        assert terminate(proc, 30, command) == 0, log_path.read_text()[-3000:]
+        assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+def with_hubs(settings: Settings, peer: EventHubPeer, tmp_path: Path) -> Settings:
+    return settings.model_copy(
+        update={
+            "eventhub_connection_string": SecretStr(peer.connection_string("signins")),
+            "alerts_eventhub_connection_string": SecretStr(peer.connection_string("alerts")),
+            "eventhub_checkpoint_path": str(tmp_path / "checkpoints.sqlite"),
+            "eventhub_load_balancing_interval_s": 1.0,
+            "eventhub_max_wait_s": 0.2,
+            "eventhub_lag_interval_s": 0.5,
+            "metrics_port": 0,
+        }
+    )
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def read_topic(settings: Settings, topic: str) -> list[Any]:
+    """Every message on ``topic`` now (no group)."""
+    consumer = reader(settings, topic, idle_ms=1000)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def hub_alerts(peer: EventHubPeer) -> list[dict[str, Any]]:
+    return [
+        orjson.loads(body) for p in peer.partition_ids for _, body, _ in peer.events(p, "alerts")
+    ]
+
+
+def checkpoints(settings: Settings) -> dict[str, int]:
+    """Sequence number checkpointed per partition (none before the bridge made its store)."""
+    if not Path(settings.eventhub_checkpoint_path).exists():
+        return {}
+    with sqlite3.connect(settings.eventhub_checkpoint_path) as db:
+        try:
+            rows = db.execute("SELECT partition_id, sequence_number FROM checkpoint").fetchall()
+        except sqlite3.OperationalError:  # created, schema not yet
+            return {}
+    return dict(rows)
+
+
+def test_sign_ins_from_event_hubs_become_alerts_on_an_event_hub(
+    kafka_settings: Settings, peer: EventHubPeer, services: Spawn, tmp_path: Path
+) -> None:
+    settings = with_hubs(kafka_settings, peer, tmp_path)
+    create_topics(settings)
+    envelopes = SAMPLE.read_bytes().splitlines()
+    poison = b'{"records": [\xff'
+    for i, body in enumerate([*envelopes, poison]):
+        peer.append(peer.partition_ids[i % 2], body)
+    expected = scan_alerts(SAMPLE)
+
+    services("worker", settings)
+    bridge = settings.model_copy(update={"metrics_port": free_port()})
+    services("bridge", bridge)
+    services("forward", settings)
+
+    topic: dict[str, dict[str, Any]] = {}
+
+    def worker_done() -> bool:
+        topic.update(last_versions([m.value for m in read_topic(settings, "alerts")]))
+        return not differences(topic, expected)
+
+    wait_for("the worker's alerts to match scan", worker_done, 90)
+    wait_for("every alert on the hub", lambda: {a["id"] for a in hub_alerts(peer)} >= set(topic))
+    delivered = hub_alerts(peer)
+    assert {a["id"] for a in delivered} == set(topic)  # duplicates only by id
+    for alert in delivered:  # one user's alerts share a partition key
+        assert alert == {**alert, "id": alert["id"]}
+    keys = {key for p in peer.partition_ids for _, _, key in peer.events(p, "alerts")}
+    assert {a["user_id"] or a["ip"] for a in delivered} == keys
+
+    (dead,) = [orjson.loads(m.value) for m in read_topic(settings, "deadletter")]
+    assert dead["reason"] == "invalid-utf8"
+    assert base64.b64decode(dead["record"]) == poison
+    assert dead["topic"] == settings.topic("raw")
+    raw = read_topic(settings, "raw")
+    assert sorted(m.value for m in raw) == sorted([*envelopes, poison])  # bodies unchanged
+    headers = dict(raw[0].headers)
+    assert set(headers) == {
+        "eventhub-partition",
+        "eventhub-sequence-number",
+        "eventhub-offset",
+        "eventhub-enqueued-time",
+    }
+    assert raw[0].key == headers["eventhub-partition"] + b":" + headers["eventhub-sequence-number"]
+    assert metric_sum(bridge.metrics_port, "signin_risk_bridge_events_total") == len(raw)
+    wait_for(
+        "no lag", lambda: metric_sum(bridge.metrics_port, "signin_risk_eventhub_lag_events") == 0
+    )
+
+
+def test_the_bridge_resumes_from_its_checkpoint_after_the_hub_restarts(
+    kafka_settings: Settings, peer: EventHubPeer, services: Spawn, tmp_path: Path
+) -> None:
+    settings = with_hubs(kafka_settings, peer, tmp_path)
+    create_topics(settings)
+    bodies = [f'{{"records": [], "n": {i}}}'.encode() for i in range(100)]
+    for i, body in enumerate(bodies[:50]):
+        peer.append(peer.partition_ids[i % 2], body)
+    services("bridge", settings)
+    wait_for("the first half on raw", lambda: len(read_topic(settings, "raw")) >= 50)
+    peer.stop()
+    for i, body in enumerate(bodies[50:]):  # enqueued while the service is away
+        peer.append(peer.partition_ids[i % 2], body)
+    time.sleep(1)
+    peer.start()
+    wait_for(
+        "every event on raw", lambda: {m.value for m in read_topic(settings, "raw")} >= set(bodies)
+    )
+    raw = [m.value for m in read_topic(settings, "raw")]
+    duplicates = len(raw) - len(set(raw))
+    assert duplicates <= 50  # only what came before the last checkpoint can repeat
+    wait_for("checkpoints at the last event", lambda: checkpoints(settings) == {"0": 49, "1": 49})
+
+
+def test_the_bridge_stops_checkpointing_while_kafka_is_paused(
+    peer: EventHubPeer, services: Spawn, tmp_path: Path
+) -> None:
+    with EmbeddedBroker() as broker:  # its own broker: this one is frozen for a while
+        settings = with_hubs(
+            embedded_settings(broker.bootstrap, 0).model_copy(update={"topic_prefix": "paused."}),
+            peer,
+            tmp_path,
+        )
+        create_topics(settings)
+        bodies = [f'{{"records": [], "n": {i}}}'.encode() for i in range(40)]
+        for body in bodies[:20]:
+            peer.append("0", body)
+        settings = settings.model_copy(update={"metrics_port": free_port()})
+        services("bridge", settings)
+        wait_for("checkpoint after the first 20", lambda: checkpoints(settings).get("0") == 19)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            for body in bodies[20:]:
+                peer.append("0", body)
+            time.sleep(3)
+            assert checkpoints(settings)["0"] == 19  # nothing acknowledged, nothing checkpointed
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        wait_for("checkpoint after all 40", lambda: checkpoints(settings).get("0") == 39)
+        assert {m.value for m in read_topic(settings, "raw")} == set(bodies)
+        assert metric_sum(settings.metrics_port, "signin_risk_bridge_events_total") == 40
