@@ -50,23 +50,8 @@ class SqliteCheckpointStore(CheckpointStore):
     async def list_ownership(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
     ) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT partition_id, owner_id, last_modified_time, etag FROM ownership"
-            " WHERE namespace = ? AND hub = ? AND consumer_group = ?",
-            (fully_qualified_namespace, eventhub_name, consumer_group),
-        )
-        return [
-            {
-                "fully_qualified_namespace": fully_qualified_namespace,
-                "eventhub_name": eventhub_name,
-                "consumer_group": consumer_group,
-                "partition_id": pid,
-                "owner_id": owner,
-                "last_modified_time": modified,
-                "etag": etag,
-            }
-            for pid, owner, modified, etag in rows
-        ]
+        hub = (fully_qualified_namespace, eventhub_name, consumer_group)
+        return self._select("ownership", ("owner_id", "last_modified_time", "etag"), hub)
 
     async def claim_ownership(
         self, ownership_list: Iterable[dict[str, Any]], **_: Any
@@ -106,21 +91,21 @@ class SqliteCheckpointStore(CheckpointStore):
     async def list_checkpoints(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
     ) -> list[dict[str, Any]]:
+        hub = (fully_qualified_namespace, eventhub_name, consumer_group)
+        return self._select("checkpoint", ("offset", "sequence_number"), hub)
+
+    def _select(
+        self, table: str, columns: tuple[str, ...], hub: tuple[str, str, str]
+    ) -> list[dict[str, Any]]:
+        """Rows of one hub and consumer group as the SDK's dicts (columns named as its keys)."""
         rows = self._db.execute(
-            "SELECT partition_id, offset, sequence_number FROM checkpoint"
+            f"SELECT partition_id, {', '.join(columns)} FROM {table}"
             " WHERE namespace = ? AND hub = ? AND consumer_group = ?",
-            (fully_qualified_namespace, eventhub_name, consumer_group),
+            hub,
         )
         return [
-            {
-                "fully_qualified_namespace": fully_qualified_namespace,
-                "eventhub_name": eventhub_name,
-                "consumer_group": consumer_group,
-                "partition_id": pid,
-                "offset": offset,
-                "sequence_number": sequence,
-            }
-            for pid, offset, sequence in rows
+            dict(zip(_KEY, (*hub, pid), strict=True)) | dict(zip(columns, rest, strict=True))
+            for pid, *rest in rows
         ]
 
 
