@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from eventhub_peer import EventHubPeer
+from kafka import KafkaProducer
 from pydantic import SecretStr
 from test_streaming import SAMPLE, differences, last_versions, metric_sum, reader, scan_alerts
 
@@ -206,3 +207,32 @@ def test_the_bridge_stops_checkpointing_while_kafka_is_paused(
         wait_for("checkpoint after all 40", lambda: checkpoints(settings).get("0") == 39)
         assert {m.value for m in read_topic(settings, "raw")} == set(bodies)
         assert metric_sum(settings.metrics_port, "signin_risk_bridge_events_total") == 40
+
+
+def test_an_event_hubs_outage_delays_alerts_and_loses_none(
+    kafka_settings: Settings, peer: EventHubPeer, services: Spawn, tmp_path: Path
+) -> None:
+    settings = with_hubs(kafka_settings, peer, tmp_path)
+    create_topics(settings)
+    ids = [f"alert-{i}" for i in range(40)]
+
+    def alert(alert_id: str) -> bytes:
+        return orjson.dumps({"id": alert_id, "user_id": f"user-{alert_id[-1]}", "ip": ""})
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    for alert_id in ids[:20]:
+        producer.send(settings.topic("alerts"), alert(alert_id), key=alert_id.encode())
+    producer.flush()
+    settings = settings.model_copy(update={"metrics_port": free_port()})
+    services("forward", settings)
+    wait_for("the first 20 on the hub", lambda: len({a["id"] for a in hub_alerts(peer)}) >= 20)
+    peer.stop()
+    for alert_id in ids[20:]:
+        producer.send(settings.topic("alerts"), alert(alert_id), key=alert_id.encode())
+    producer.flush()
+    producer.close()
+    time.sleep(3)  # the forwarder keeps failing and retrying meanwhile
+    peer.start()
+    wait_for("every alert on the hub", lambda: {a["id"] for a in hub_alerts(peer)} == set(ids), 90)
+    assert metric_sum(settings.metrics_port, "signin_risk_sink_failures_total") >= 1
+    assert metric_sum(settings.metrics_port, "signin_risk_sink_sent_total") >= len(ids)

@@ -27,6 +27,9 @@ class EventHubSink:
             settings.alerts_eventhub_connection_string,
             settings.alerts_eventhub_namespace,
             settings.alerts_eventhub_name,
+            # The forwarder retries a failed flush forever, with jitter, and counts each
+            # failure; the SDK's own retries would only hide an outage from the metrics.
+            retry_total=0,
         )
 
     def add(self, alert: bytes) -> None:
