@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test demo bench sample clean
+.PHONY: install lint peers test demo bench sample clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,28 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check --quiet pipeline tests
 	$(BIN)/mypy pipeline
 
-test: lint
+# Real peers the tests run, from Debian: installed when missing and root, else named.
+DEBIAN_PEERS := rsyslog rsyslog-openssl prometheus
+
+peers:
+	@missing=""; for pkg in $(DEBIAN_PEERS); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$missing >/dev/null)); \
+	  else \
+	    echo "make test needs the Debian packages:$$missing (apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+test: lint peers
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/signin-risk demo
+	$(BIN)/signin-risk demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/signin-risk bench

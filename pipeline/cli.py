@@ -182,18 +182,25 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
     from pipeline import metrics
     from pipeline.forward import forward
-    from pipeline.sinks.eventhub import EventHubSink
+    from pipeline.sinks.registry import build_sink, sink_config
 
     settings = _settings()
-    if missing := _eventhub_missing(settings, "alerts_eventhub"):
+    try:
+        config = sink_config(load_policy(args.policy or settings.policy_file), args.sink)
+    except (PolicyError, ValueError) as exc:
+        return _fail(str(exc))
+    if config.type == "eventhub" and (missing := _eventhub_missing(settings, "alerts_eventhub")):
         return _fail(missing)
     _service_logging()
     metrics.serve(settings.metrics_port)
 
     async def run() -> None:
-        await forward(settings, EventHubSink(settings))
+        await forward(settings, build_sink(args.sink, config, settings), config)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        return _fail(f"sink {args.sink}: {exc}")
     return 0
 
 
@@ -210,7 +217,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return _fail(str(exc))
     alerts_out = open(args.alerts_out, "wb") if args.alerts_out else None  # noqa: SIM115
     try:
-        return run_demo(args.paths or [str(SAMPLE)], args.policy, alerts_out, args.follow)
+        return run_demo(
+            args.paths or [str(SAMPLE)],
+            args.policy,
+            alerts_out,
+            args.follow,
+            cef_out=args.cef_out,
+        )
     except KeyboardInterrupt:
         return 130
     finally:
@@ -258,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("paths", nargs="*", metavar="PATH", help="files (default: bundled sample)")
     demo.add_argument("--alerts-out", metavar="FILE", help="write every alert as JSON lines")
     demo.add_argument("--policy", help="policy YAML for the worker")
+    demo.add_argument(
+        "--cef-out",
+        metavar="FILE",
+        help="also run a forwarder writing every alert as an RFC 5424 syslog line with CEF",
+    )
     demo.add_argument("--follow", action="store_true", help="keep running until Ctrl-C")
     demo.set_defaults(func=cmd_demo)
 
@@ -277,7 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.set_defaults(func=cmd_bridge)
 
     fwd = sub.add_parser("forward", help="deliver the alerts topic to a sink, at least once")
-    fwd.add_argument("--sink", choices=["eventhub"], required=True)
+    fwd.add_argument(
+        "--sink", required=True, metavar="NAME", help="a sink of the policy's sinks, or eventhub"
+    )
+    fwd.add_argument("--policy", help="policy YAML (default: SIGNIN_RISK_POLICY_FILE)")
     fwd.set_defaults(func=cmd_forward)
 
     topics = sub.add_parser("topics", help="manage the pipeline's topics")

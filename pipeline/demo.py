@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.broker import EmbeddedBroker
-from pipeline.procs import spawn_worker, terminate
+from pipeline.procs import spawn, spawn_worker, terminate
 from pipeline.settings import Settings
 from pipeline.sources.replay import replay
 from pipeline.topics import create_topics
@@ -89,6 +90,28 @@ def _drained(settings: Settings, group: KafkaConsumer) -> bool:
     return True
 
 
+CEF_SINK = "demo-cef"
+
+
+def _with_cef_sink(policy_file: str | None, cef_out: str, tmp: str) -> str:
+    """The demo's policy plus a file sink writing RFC 5424 + CEF lines to ``cef_out``."""
+    data = yaml.safe_load(Path(policy_file).read_text()) if policy_file else None
+    data = data or {}
+    sink = {"type": "file", "path": str(Path(cef_out).resolve()), "format": "cef"}
+    data["sinks"] = (data.get("sinks") or {}) | {CEF_SINK: sink}
+    path = Path(tmp) / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
 def run_demo(
     paths: Sequence[str],
     policy_file: str | None,
@@ -96,21 +119,45 @@ def run_demo(
     follow: bool,
     metrics_port: int = 9464,
     out: Any = sys.stdout,
+    cef_out: str | None = None,
 ) -> int:
     if not _port_free(metrics_port):
         metrics_port = 0
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = embedded_settings(broker.bootstrap, metrics_port)
         create_topics(settings)
+        if cef_out:
+            Path(cef_out).unlink(missing_ok=True)
+            policy_file = _with_cef_sink(policy_file, cef_out, tmp)
         if policy_file:
             settings = settings.model_copy(update={"policy_file": str(Path(policy_file).resolve())})
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
             worker = spawn_worker(settings, log)
+            forwarder = None
+            if cef_out:  # the forwarder's metrics would take the worker's port: none
+                quiet = settings.model_copy(update={"metrics_port": 0})
+                forwarder = spawn(["forward", "--sink", CEF_SINK], quiet, log)
         try:
-            return _watch(settings, paths, worker, log_path, alerts_out, follow, out)
+            code, messages = _watch(settings, paths, worker, log_path, alerts_out, follow, out)
+            if forwarder is not None and cef_out and code == 0:
+                code = _await_cef(forwarder, cef_out, messages, out)
+            return code
         finally:
+            if forwarder is not None:
+                terminate(forwarder, 20, "forwarder")
             terminate(worker, 20, "worker")
+
+
+def _await_cef(forwarder: subprocess.Popen[bytes], cef_out: str, messages: int, out: Any) -> int:
+    """Wait for the forwarder to write a line for every alert message on the topic."""
+    deadline = time.monotonic() + 30
+    while _lines(cef_out) < messages and time.monotonic() < deadline:
+        if forwarder.poll() is not None:
+            return 1
+        time.sleep(0.2)
+    print(f"{_lines(cef_out)} CEF line(s) (RFC 5424 syslog) in {cef_out}", file=out)
+    return 0 if _lines(cef_out) >= messages else 1
 
 
 def _watch(
@@ -121,7 +168,8 @@ def _watch(
     alerts_out: BinaryIO | None,
     follow: bool,
     out: Any,
-) -> int:
+) -> tuple[int, int]:
+    """Print alerts until the input is drained; (exit status, alert messages seen)."""
     started = time.monotonic()
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -148,12 +196,14 @@ def _watch(
     )
     print(_header(), file=out)
     latest: dict[str, dict[str, Any]] = {}
+    seen = 0
     quiet_since = time.monotonic()
     while True:
         if worker.poll() is not None:
-            return 1
+            return 1, seen
         batch = consumer.poll(timeout_ms=200)
         for messages in batch.values():
+            seen += len(messages)
             for message in messages:
                 alert = orjson.loads(message.value)
                 latest[alert["id"]] = alert
@@ -171,4 +221,4 @@ def _watch(
         + ", ".join(f"{rule}={n}" for rule, n in sorted(by_rule.items())),
         file=out,
     )
-    return 0
+    return 0, seen

@@ -1,9 +1,13 @@
 """``signin-risk forward --sink NAME``: the alerts topic into one sink, at least once.
 
 Each sink is its own consumer group (``<app_id>-sink-<name>``), so a slow or broken sink
-holds back neither detection nor another sink. Offsets are committed only after a flush
-succeeded; a failed flush is retried with exponential backoff and jitter, keeping the
-alerts, until it succeeds or the forwarder is stopped (then they are read again on start).
+holds back neither detection nor another sink. The forwarder reads at most ``buffer``
+alerts ahead, hands them to the sink in batches, and commits offsets only once every alert
+read was delivered or refused for good. A refused alert (the receiver's 4xx) goes to the
+sink's dead-letter topic with the reason and its bytes. A failed send is retried with
+exponential backoff and jitter; after ``sink_breaker_failures`` failures in a row the
+circuit opens: nothing is sent for ``sink_breaker_cooldown_s``, then a single alert probes
+the receiver before full batches resume.
 """
 
 from __future__ import annotations
@@ -12,44 +16,178 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from pipeline import metrics
+from pipeline.parse import Rejected
+from pipeline.privacy import restrict
 from pipeline.procs import stop_on_signals
 from pipeline.settings import Settings
-from pipeline.sinks import Sink
+from pipeline.sinks import Alert, Refusal, SendError, Sink
+from pipeline.sinks.config import SinkBase
+from pipeline.topics import TopicSpec, create_topics
 
 log = logging.getLogger(__name__)
-BACKOFF_MAX_S = 30.0
+HOLD_MS = 24 * 3600 * 1000
+"""The consumer may go this long between polls: while a receiver is down the forwarder holds
+its buffer and stops polling on purpose, and must not be evicted from its group for it."""
 
 
 def sink_group(settings: Settings, sink: str) -> str:
     return f"{settings.app_id}-sink-{sink}"
 
 
-async def _flush(sink: Sink, stopping: asyncio.Event) -> bool:
-    """Flush until it succeeds (True) or the forwarder stops first (False)."""
-    delay = 0.2
-    while True:
-        started = time.perf_counter()
+def sink_deadletter(settings: Settings, sink: str) -> str:
+    return settings.topic(f"deadletter.sink-{sink}")
+
+
+@dataclass
+class Breaker:
+    """Consecutive failures open the circuit; after the cooldown one probe may go."""
+
+    failures_to_open: int
+    cooldown_s: float
+    failures: int = 0
+    opened_at: float | None = None
+
+    def state(self, now: float) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if now - self.opened_at >= self.cooldown_s else "open"
+
+    def remaining(self, now: float) -> float:
+        """Seconds until an open circuit lets a probe through."""
+        if self.opened_at is None:
+            return 0.0
+        return max(self.cooldown_s - (now - self.opened_at), 0.0)
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        if self.failures >= self.failures_to_open:
+            self.opened_at = now
+
+
+@dataclass
+class _Pending:
+    message: ConsumerRecord[bytes, bytes]
+    alert: Alert
+
+
+@dataclass
+class _Delivery:
+    """One sink's delivery state between the consumer and the receiver."""
+
+    settings: Settings
+    sink: Sink
+    producer: AIOKafkaProducer
+    stopping: asyncio.Event
+    breaker: Breaker
+    pending: list[_Pending] = field(default_factory=list)
+    delay: float = 0.0
+
+    async def dead_letter(
+        self, message: ConsumerRecord[bytes, bytes], reason: str, why: str
+    ) -> None:
+        """Refused alerts and unreadable records alike: reason, source, the bytes."""
+        record = Rejected(reason, "", why, message.value or b"").to_json(
+            sink=self.sink.name,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            time=datetime.now(UTC).isoformat(),
+        )
+        await self.producer.send_and_wait(
+            sink_deadletter(self.settings, self.sink.name), record, key=message.key
+        )
+        metrics.SINK_DEADLETTERED.labels(self.sink.name).inc()
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; False when the forwarder is stopping."""
         try:
-            await sink.flush()
-        except Exception as exc:  # any receiver failure: keep the alerts and retry
-            metrics.SINK_FAILURES.labels(sink.name).inc()
-            log.warning("sink %s failed (%s); retrying in %.1f s", sink.name, exc, delay)
-            try:
-                await asyncio.wait_for(stopping.wait(), delay * random.uniform(0.5, 1.5))
-                return False
-            except TimeoutError:
-                delay = min(delay * 2, BACKOFF_MAX_S)
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def deliver(self) -> bool:
+        """Empty ``pending`` into the sink; False if stopped first (nothing is committed)."""
+        name = self.sink.name
+        gauge = metrics.SINK_BUFFER.labels(name)
+        while self.pending:
+            gauge.set(len(self.pending))
+            state = self.breaker.state(time.monotonic())
+            metrics.SINK_CIRCUIT_OPEN.labels(name).set(state != "closed")
+            if state == "open":
+                if not await self._wait(self.breaker.remaining(time.monotonic())):
+                    return False
                 continue
-        metrics.SINK_LATENCY.labels(sink.name).observe(time.perf_counter() - started)
+            size = 1 if state == "half-open" else self.sink.max_batch
+            batch = self.pending[:size]
+            started = time.perf_counter()
+            error: Exception | None = None
+            refused: tuple[Refusal, ...] | list[Refusal] = ()
+            try:
+                refused = await self.sink.send([p.alert for p in batch])
+                done = len(batch)
+            except SendError as exc:
+                error, done, refused = exc, exc.done, exc.refused
+            except Exception as exc:  # any receiver failure: keep the alerts and retry
+                error, done = exc, 0
+            for refusal in refused:
+                await self.dead_letter(batch[refusal.index].message, "refused", refusal.reason)
+            metrics.SINK_SENT.labels(name).inc(done - len(refused))
+            del self.pending[:done]
+            if error is None:
+                metrics.SINK_LATENCY.labels(name).observe(time.perf_counter() - started)
+                self.breaker.success()
+                self.delay = 0.0
+                continue
+            metrics.SINK_FAILURES.labels(name).inc()
+            self.breaker.failure(time.monotonic())
+            self.delay = min(max(self.delay * 2, 0.2), self.settings.sink_backoff_max_s)
+            wait = self.delay * random.uniform(0.5, 1.5)
+            log.warning("sink %s failed (%s); retrying in %.1f s", name, error, wait)
+            if not await self._wait(wait):
+                return False
+            metrics.SINK_RETRIES.labels(name).inc()
+        gauge.set(0)
+        metrics.SINK_CIRCUIT_OPEN.labels(name).set(0)
         return True
 
 
-async def forward(settings: Settings, sink: Sink, stopping: asyncio.Event | None = None) -> None:
+def _decode(value: bytes | None) -> Alert | str:
+    """The alert, or why the record on the alerts topic is not one."""
+    try:
+        alert = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        return str(exc)
+    return alert if isinstance(alert, dict) else "not a JSON object"
+
+
+def _controls(settings: Settings, config: SinkBase) -> Callable[[Alert], Alert]:
+    fields = frozenset(config.fields) if config.fields is not None else None
+    key = settings.pseudonym_key.get_secret_value().encode()
+    if config.pseudonymize and not key:
+        raise ValueError("pseudonymize needs SIGNIN_RISK_PSEUDONYM_KEY (a secret) to be set")
+    return lambda alert: restrict(alert, fields, config.pseudonymize, key)
+
+
+async def forward(
+    settings: Settings,
+    sink: Sink,
+    config: SinkBase,
+    stopping: asyncio.Event | None = None,
+) -> None:
     """Deliver the alerts topic to ``sink`` until ``stopping`` (or SIGTERM/SIGINT)."""
+    controls = _controls(settings, config)
     if stopping is None:
         stopping = stop_on_signals()
     consumer = AIOKafkaConsumer(
@@ -61,21 +199,31 @@ async def forward(settings: Settings, sink: Sink, stopping: asyncio.Event | None
         session_timeout_ms=int(settings.session_timeout_s * 1000),
         rebalance_timeout_ms=int(settings.rebalance_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
+        max_poll_interval_ms=HOLD_MS,
         **settings.aiokafka_config(),
     )
+    producer = AIOKafkaProducer(
+        acks="all", compression_type=settings.compression_type, **settings.aiokafka_config()
+    )
+    deadletter = TopicSpec(sink_deadletter(settings, sink.name), settings.partitions, False)
+    await asyncio.to_thread(create_topics, settings, specs=[deadletter])
+    breaker = Breaker(settings.sink_breaker_failures, settings.sink_breaker_cooldown_s)
+    delivery = _Delivery(settings, sink, producer, stopping, breaker)
+    await producer.start()
     await consumer.start()
     try:
         while not stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=sink.max_batch)
-            alerts = [m.value for messages in batches.values() for m in messages]
-            if not alerts:
+            batches = await consumer.getmany(timeout_ms=200, max_records=config.buffer)
+            for message in (m for messages in batches.values() for m in messages):
+                alert = _decode(message.value)
+                if isinstance(alert, str):
+                    await delivery.dead_letter(message, "invalid-json", alert)
+                else:
+                    delivery.pending.append(_Pending(message, controls(alert)))
+            if not batches or not await delivery.deliver():
                 continue
-            for alert in alerts:
-                sink.add(alert)
-            if not await _flush(sink, stopping):
-                break
-            metrics.SINK_SENT.labels(sink.name).inc(len(alerts))
             await consumer.commit()
     finally:
         await consumer.stop()
+        await producer.stop()
         await sink.close()

@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     alerts_eventhub_namespace: str = ""
     alerts_eventhub_name: str = ""
 
+    sink_backoff_max_s: float = Field(30.0, gt=0)
+    """Longest wait between two retries of a failed send (exponential, with jitter)."""
+    sink_breaker_failures: int = Field(5, ge=1)
+    """Failed sends in a row that open a sink's circuit breaker."""
+    sink_breaker_cooldown_s: float = Field(60.0, gt=0)
+    """How long an open circuit sends nothing before one alert probes the receiver."""
+    pseudonym_key: SecretStr = SecretStr("")
+    """Key of the pseudonyms sinks with ``pseudonymize`` emit; keep it as secret as a password."""
+
     @property
     def batch_wait_s(self) -> float:
         return self.batch_wait_ms / 1000

@@ -67,14 +67,16 @@ def admin_client(settings: Settings, **overrides: Any) -> KafkaAdminClient:
     return KafkaAdminClient(**(config | settings.kafka_client_config() | overrides))
 
 
-def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create every topic of ``topic_specs``; return the names this call created.
+def create_topics(
+    settings: Settings, timeout_s: float = 30.0, specs: Sequence[TopicSpec] | None = None
+) -> list[str]:
+    """Create ``specs`` (default: every topic of ``topic_specs``); return those created.
 
     Idempotent: a topic that already exists with the configured partition count is left
     alone (its cleanup policy is not checked). One with another count raises
     ``TopicMismatchError``. Replication is the broker's default.
     """
-    specs = {spec.name: spec for spec in topic_specs(settings)}
+    by_name = {spec.name: spec for spec in specs or topic_specs(settings)}
     timeout_ms = int(timeout_s * 1000)
     admin = admin_client(settings, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
     try:
@@ -84,7 +86,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 "replication_factor": -1,
                 "configs": {"cleanup.policy": spec.cleanup_policy},
             }
-            for spec in specs.values()
+            for spec in by_name.values()
         }
         answer = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False)
         created: list[str] = []
@@ -100,11 +102,11 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 detail = result.get("error_message") or error.description
                 raise error(f"creating topic {result['name']!r}: {detail}")
         if existing:
-            _check_partitions(admin, [specs[name] for name in existing])
+            _check_partitions(admin, [by_name[name] for name in existing])
     finally:
         with contextlib.suppress(Exception):
             admin.close()
-    return [name for name in specs if name in created]
+    return [name for name in by_name if name in created]
 
 
 def _check_partitions(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:

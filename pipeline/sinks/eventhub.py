@@ -1,27 +1,29 @@
 """Alerts to an Event Hub, where Sentinel, Splunk or QRadar already read from.
 
-The same JSON as the alerts topic, one event per alert, partition key = user id (an
-address for address-keyed incidents) so one user's alerts stay in order.
+One event per alert in the sink's format (native JSON by default), partition key = user id
+(an address for address-keyed incidents) so one user's alerts stay in order.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
-import orjson
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
+from pipeline.formats import line
 from pipeline.settings import Settings
+from pipeline.sinks import Alert, Refusal
+from pipeline.sinks.config import EventHubConfig
 from pipeline.sources.eventhub import eventhub_client
 
 
 class EventHubSink:
-    name = "eventhub"
-
-    def __init__(self, settings: Settings, max_batch: int = 500) -> None:
-        self.max_batch = max_batch
-        self._pending: list[bytes] = []
+    def __init__(self, name: str, config: EventHubConfig, settings: Settings) -> None:
+        self.name = name
+        self.max_batch = config.max_batch
+        self._format = config.format
         self._client = eventhub_client(
             EventHubProducerClient,
             settings.alerts_eventhub_connection_string,
@@ -32,25 +34,23 @@ class EventHubSink:
             retry_total=0,
         )
 
-    def add(self, alert: bytes) -> None:
-        self._pending.append(alert)
-
-    async def flush(self) -> None:
+    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        """All or nothing: a failure raises and the forwarder sends the batch again."""
         by_key: defaultdict[str, list[bytes]] = defaultdict(list)
-        for alert in self._pending:
-            fields = orjson.loads(alert)
-            by_key[fields.get("user_id") or fields.get("ip") or ""].append(alert)
-        for key, alerts in by_key.items():
+        for alert in alerts:
+            key = alert.get("user_id") or alert.get("ip") or ""
+            by_key[key].append(line(alert, self._format).encode())
+        for key, bodies in by_key.items():
             batch = await self._client.create_batch(partition_key=key or None)
-            for alert in alerts:
+            for body in bodies:
                 try:
-                    batch.add(EventData(alert))
+                    batch.add(EventData(body))
                 except ValueError:  # the batch is full: send it and start another
                     await self._client.send_batch(batch)
                     batch = await self._client.create_batch(partition_key=key or None)
-                    batch.add(EventData(alert))
+                    batch.add(EventData(body))
             await self._client.send_batch(batch)
-        self._pending.clear()
+        return []
 
     async def close(self) -> None:
         await self._client.close()

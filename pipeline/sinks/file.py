@@ -1,0 +1,48 @@
+"""Alerts appended to a file, one line each: what Azure Monitor Agent, Elastic Agent or a
+Splunk forwarder tail when a collector on the host is the way into the SIEM, and what the
+demo writes so a newcomer can read CEF without a syslog server.
+
+A line is an RFC 5424 message (as the syslog sink sends it) or just the formatted alert.
+Newlines inside an alert are escaped by every format, so one line is one alert. The file is
+flushed and fsynced per batch before the forwarder commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.formats import line
+from pipeline.sinks import Alert, Refusal
+from pipeline.sinks.config import FileConfig
+from pipeline.sinks.syslog import Rfc5424
+
+
+class FileSink:
+    def __init__(self, name: str, config: FileConfig) -> None:
+        self.name = name
+        self.max_batch = config.max_batch
+        self._path = Path(config.path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = config.format
+        self._encode: Callable[[Alert], bytes] = (
+            Rfc5424(fmt, config.facility, config.hostname, config.app_name)
+            if config.syslog
+            else lambda alert: line(alert, fmt).encode()
+        )
+
+    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        data = b"".join(self._encode(alert) + b"\n" for alert in alerts)
+        await asyncio.to_thread(self._append, data)
+        return []
+
+    def _append(self, data: bytes) -> None:
+        with self._path.open("ab") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+
+    async def close(self) -> None:
+        pass
