@@ -86,6 +86,9 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         web_enabled=False,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are created by `signin-risk topics create`
+        # Faust's leader election needs a topic of its own that no broker without
+        # auto-creation has; nothing here runs on the leader only.
+        topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,

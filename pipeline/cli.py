@@ -222,6 +222,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args.policy,
             alerts_out,
             args.follow,
+            metrics_port=_settings().metrics_port,
             cef_out=args.cef_out,
         )
     except KeyboardInterrupt:

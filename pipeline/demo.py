@@ -91,6 +91,10 @@ def _drained(settings: Settings, group: KafkaConsumer) -> bool:
 
 
 CEF_SINK = "demo-cef"
+DASHBOARD_HINT = (
+    "dashboard: with --follow, scrape 127.0.0.1:{port} from Prometheus and import "
+    "deploy/grafana/dashboards/signin-risk.json into Grafana (README, Deploy)"
+)
 
 
 def _with_cef_sink(policy_file: str | None, cef_out: str, tmp: str) -> str:
@@ -194,6 +198,8 @@ def _watch(
         f"worker pid {worker.pid}; metrics {where}",
         file=out,
     )
+    if settings.metrics_port:
+        print(DASHBOARD_HINT.format(port=settings.metrics_port), file=out)
     print(_header(), file=out)
     latest: dict[str, dict[str, Any]] = {}
     seen = 0

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from kafka.errors import KafkaError
 
 from pipeline import metrics
 from pipeline.parse import Rejected
@@ -206,7 +207,10 @@ async def forward(
         acks="all", compression_type=settings.compression_type, **settings.aiokafka_config()
     )
     deadletter = TopicSpec(sink_deadletter(settings, sink.name), settings.partitions, False)
-    await asyncio.to_thread(create_topics, settings, specs=[deadletter])
+    try:
+        await asyncio.to_thread(create_topics, settings, specs=[deadletter])
+    except KafkaError as exc:  # e.g. Event Hubs' Kafka endpoint: create the hub beforehand
+        log.warning("cannot create %s (%s); it must exist already", deadletter.name, exc)
     breaker = Breaker(settings.sink_breaker_failures, settings.sink_breaker_cooldown_s)
     delivery = _Delivery(settings, sink, producer, stopping, breaker)
     await producer.start()
