@@ -23,7 +23,8 @@ from typing import Any, Literal, TypeVar
 import orjson
 import pytest
 from cef import parse_cef
-from rsyslog import CertificateAuthority, Rsyslog
+from rsyslog import Rsyslog
+from tlsca import CertificateAuthority
 
 import pipeline.sinks.syslog as syslog_module
 from pipeline.formats.cef import PRODUCT_VERSION, epoch_ms
