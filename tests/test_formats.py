@@ -29,8 +29,9 @@ from pydantic import BaseModel
 
 from pipeline.formats import document, line
 from pipeline.formats.cef import to_cef
+from pipeline.formats.common import TACTICS, TECHNIQUES
 from pipeline.formats.ecs import to_ecs
-from pipeline.formats.ocsf import TACTICS, TECHNIQUES, to_ocsf
+from pipeline.formats.ocsf import to_ocsf
 from pipeline.policy import Policy
 from pipeline.rules import REGISTRY
 from pipeline.scan import scan

@@ -27,7 +27,7 @@ from rsyslog import Rsyslog
 from tlsca import CertificateAuthority
 
 import pipeline.sinks.syslog as syslog_module
-from pipeline.formats.cef import PRODUCT_VERSION, epoch_ms
+from pipeline.formats.common import PRODUCT_VERSION, epoch_ms
 from pipeline.policy import Policy
 from pipeline.scan import scan
 from pipeline.sinks import Alert, Refusal, SendError

@@ -27,36 +27,13 @@ rest of the evidence stays in the native and JSON formats: a CEF line is the key
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime, timedelta
-from importlib.metadata import version
 from typing import Any
 
-from pipeline.timeparse import parse_time
-
-PRODUCT = "signin-risk"
-PRODUCT_VERSION = version("signin-risk")
+from pipeline.formats.common import PRODUCT, PRODUCT_VERSION, epoch_ms, signin_count
 
 _SEVERITY = {"informational": 1, "low": 3, "medium": 5, "high": 8, "critical": 10}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "\n": "\\n", "\r": "\\r"})
 _VALUE_ESCAPES = str.maketrans({"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r"})
-
-
-def epoch_ms(timestamp: str) -> int:
-    """Milliseconds since the epoch, exactly (no float rounding of microseconds)."""
-    return (parse_time(timestamp) - _EPOCH) // timedelta(milliseconds=1)
-
-
-def signin_count(alert: dict[str, Any]) -> int | None:
-    """Sign-ins the alert rests on: an incident counts all of them, while ``signin_ids``
-    keeps only a bounded sample. None when neither field is present."""
-    evidence = alert.get("evidence") or {}
-    count = evidence.get("signin_count")
-    if isinstance(count, int) and not isinstance(count, bool):
-        return count
-    if "signin_ids" in alert:
-        return len(alert["signin_ids"] or ())
-    return None
 
 
 def to_cef(alert: dict[str, Any]) -> str:

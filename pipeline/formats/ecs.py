@@ -24,8 +24,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from pipeline.formats.cef import signin_count
-from pipeline.formats.ocsf import TACTICS, TECHNIQUES, technique_name
+from pipeline.formats.common import TACTICS, TECHNIQUES, signin_count, technique_name
 
 ECS_VERSION = "8.11.0"
 

@@ -22,9 +22,17 @@ out; the alert's id, rule, severity, time and title are always there.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-from pipeline.formats.cef import PRODUCT, PRODUCT_VERSION, epoch_ms, signin_count
+from pipeline.formats.common import (
+    PRODUCT,
+    PRODUCT_VERSION,
+    TACTICS,
+    TECHNIQUES,
+    epoch_ms,
+    signin_count,
+    technique_name,
+)
 
 OCSF_VERSION = "1.5.0"
 """The schema version py-ocsf-models 0.10.0 implements (its ``OCSF_VERSION``)."""
@@ -39,26 +47,6 @@ _SEVERITY = {
 _RISK_LEVEL = {"low": (1, "Low"), "medium": (2, "Medium"), "high": (3, "High")}
 _AUTHENTICATION_LOGON = 300201
 """type_uid of an OCSF Authentication (3002) event with activity Logon (1): a sign-in."""
-
-
-class Technique(NamedTuple):
-    name: str
-    tactic: str
-    """The tactic it serves in a sign-in; Valid Accounts has four, Initial Access is this one."""
-
-
-TACTICS = {"TA0001": "Initial Access", "TA0006": "Credential Access", "TA0009": "Collection"}
-TECHNIQUES = {
-    "T1078": Technique("Valid Accounts", "TA0001"),
-    "T1078.004": Technique("Cloud Accounts", "TA0001"),
-    "T1110": Technique("Brute Force", "TA0006"),
-    "T1110.001": Technique("Password Guessing", "TA0006"),
-    "T1110.003": Technique("Password Spraying", "TA0006"),
-    "T1114": Technique("Email Collection", "TA0009"),
-    "T1114.002": Technique("Remote Email Collection", "TA0009"),
-    "T1621": Technique("Multi-Factor Authentication Request Generation", "TA0006"),
-}
-"""ATT&CK names for the rules' techniques: OCSF requires a technique's name."""
 
 
 def to_ocsf(alert: dict[str, Any]) -> dict[str, Any]:
@@ -137,12 +125,6 @@ def attack(technique_id: str) -> dict[str, Any]:
     if known:
         result["tactic"] = {"uid": known.tactic, "name": TACTICS[known.tactic]}
     return result
-
-
-def technique_name(technique_id: str) -> str:
-    """The ATT&CK name; a technique a new rule added without naming it is named by its id."""
-    known = TECHNIQUES.get(technique_id)
-    return known.name if known else technique_id
 
 
 def _resources(alert: dict[str, Any]) -> list[dict[str, Any]]:
