@@ -1,7 +1,11 @@
-"""The Faust application: topics, the user_risk table, and two thin agents around the core.
+"""The Faust application: topics, the state tables, and thin agents around the core.
 
 ingest: raw Event Hubs envelopes -> parse -> one batch per signins partition; rejects ->
 deadletter. detect: batches -> risk records update the table, sign-ins are judged -> alerts.
+by-ip: observations re-keyed by source address -> the IP-keyed rules -> alerts.
+A worker that owns every partition (the usual single-worker deployment) skips both re-key
+hops and judges each take of raw events where it parsed them: the hops re-encode, send,
+fetch and decode every sign-in, which cost more than detection itself.
 Delivery is at-least-once: Faust flushes the producer (waits for every send in flight to be
 acknowledged) before it commits offsets, so a committed offset never runs ahead of what its
 events produced. Agents therefore never wait for a broker round trip per event; they only
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -22,10 +26,10 @@ import faust
 from pipeline import metrics
 from pipeline.detect import Engine, alert_json
 from pipeline.enrich import Enriched
-from pipeline.ingest import ingest, processing_error
+from pipeline.ingest import Received, ingest, processing_error, receive
 from pipeline.parse import Rejected
 from pipeline.policy import Policy
-from pipeline.records import Alert
+from pipeline.records import Alert, Record
 from pipeline.risk import RiskBook
 from pipeline.rules.windows import Observation
 from pipeline.settings import Settings
@@ -76,6 +80,18 @@ class Outbox:
             await asyncio.gather(*pending)
 
 
+class KeyedTable(faust.Table[Any, Any]):
+    """A table whose changelog partition follows the key, not the event being processed.
+
+    It is the partition ingest routes the key's records to, so the detect agent writes
+    where Faust would anyway, and a lone worker judging raw events directly still files
+    each key in its own partition: a worker joining later recovers exactly its keys.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return partition_for(key, self.partitions or self.app.conf.topic_partitions)
+
+
 def create_app(settings: Settings, policy: Policy) -> faust.App:
     app = faust.App(
         settings.group_id,
@@ -89,6 +105,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         # Faust's leader election needs a topic of its own that no broker without
         # auto-creation has; nothing here runs on the leader only.
         topic_disable_leader=True,
+        Table=KeyedTable,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
@@ -133,8 +150,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             )
         )
 
-    if settings.stage in ("all", "ingest"):
-        _ingest_agent(app, settings, raw, signins, dead_letter)
+    judge: Judge | None = None
     if settings.stage in ("all", "detect"):
         engine = Engine(policy)
         by_ip = app.topic(
@@ -153,9 +169,15 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             Sweeper(StateBook(tables[name], encoded=True), tables[name], engine, settings)
             for name in ("user_state", "ip_state")
         )
-        detector = Detector(engine, RiskBook(user_risk), users.book, settings)
-        _detect_agent(app, detector, users, signins, by_ip, alerts, dead_letter)
-        _by_ip_agent(app, engine, addresses, by_ip, alerts, dead_letter)
+        detector = Detector(engine, RiskBook(user_risk), users.book, addresses.book, settings)
+        judge = Judge(detector, users, addresses, alerts)
+        _detect_agent(app, judge, signins, by_ip, dead_letter)
+        _by_ip_agent(app, judge, by_ip, dead_letter)
+    if settings.stage in ("all", "ingest"):
+        # Faust's RocksDB store files a key under the partition of the event that wrote it,
+        # so only the in-memory store can be written from raw events.
+        direct = judge if settings.store.startswith("memory") else None
+        _ingest_agent(app, settings, raw, signins, dead_letter, direct)
     _lag_timer(app)
     return app
 
@@ -182,9 +204,39 @@ def _lag_timer(app: faust.App, interval_s: float = 5.0) -> None:
 DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
 
 
+class Judge:
+    """Detection as the agents run it: the detector, its sweepers and the alerts topic."""
+
+    def __init__(self, detector: Detector, users: Sweeper, addresses: Sweeper, alerts: Any):
+        self.detector, self.users, self.addresses, self.alerts = detector, users, addresses, alerts
+
+    async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
+        for enqueued_ms, found in segments:
+            for alert in found:
+                metrics.ALERTS.labels(
+                    alert.tenant_id or "unknown", alert.rule, alert.severity
+                ).inc()
+                await outbox.add(
+                    await self.alerts.send(key=alert.id.encode(), value=alert_json(alert))
+                )
+            metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
+
+
+def _owns_every_partition(app: faust.App, topic: str, partitions: int) -> bool:
+    mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    return len(mine) == partitions
+
+
 def _ingest_agent(
-    app: faust.App, settings: Settings, raw: Any, signins: Any, dead_letter: DeadLetter
+    app: faust.App,
+    settings: Settings,
+    raw: Any,
+    signins: Any,
+    dead_letter: DeadLetter,
+    direct: Judge | None,
 ) -> None:
+    signins_topic, everything = settings.topic("signins"), frozenset(range(settings.partitions))
+
     @app.agent(raw)
     async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
@@ -195,28 +247,65 @@ def _ingest_agent(
         )
         async for events in takes:
             started = time.perf_counter()
-            result = ingest(
-                [(event.value, _enqueued_ms(event.message)) for event in events],
-                settings.partitions,
-                settings.max_event_bytes,
-                settings.max_batch_bytes,
+            arrived = [(event.value, _enqueued_ms(event.message)) for event in events]
+            # Checked per take: a worker joining the group ends the shortcut at once.
+            alone = direct is not None and _owns_every_partition(
+                app, signins_topic, settings.partitions
             )
-            for batch in result.batches:
-                future = await signins.send(value=batch.data, partition=batch.partition)
-                await outbox.add(future, batch.records)
-            for index, rejected in result.rejected:
-                if rejected.reason == "processing-error":
-                    log.error("ingest failed on %s: %s", _where(events[index].message), rejected)
-                await outbox.add(await dead_letter(events[index].message, rejected))
-            metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
+            if alone and direct is not None:
+                received = receive(arrived, settings.max_event_bytes)
+                rejected = received.rejected
+                metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
+                await _judge_directly(direct, outbox, received, events, everything, dead_letter)
+            else:
+                result = ingest(
+                    arrived, settings.partitions, settings.max_event_bytes, settings.max_batch_bytes
+                )
+                rejected = result.rejected
+                for batch in result.batches:
+                    future = await signins.send(value=batch.data, partition=batch.partition)
+                    await outbox.add(future, batch.records)
+                metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
+            for index, reject in rejected:
+                if reject.reason == "processing-error":
+                    log.error("ingest failed on %s: %s", _where(events[index].message), reject)
+                await outbox.add(await dead_letter(events[index].message, reject))
+
+
+async def _judge_directly(
+    judge: Judge,
+    outbox: Outbox,
+    received: Received,
+    events: Sequence[Any],
+    partitions: frozenset[int],
+    dead_letter: DeadLetter,
+) -> None:
+    """Both stages of detection on a take of raw events, without the re-key hops."""
+    started = time.perf_counter()
+    try:
+        result = judge.detector.segments(received.segments)
+        found = result.alerts + judge.detector.by_ip(
+            [segment for segments in result.by_ip.values() for segment in segments]
+        )
+    except Exception as exc:  # a bug must cost one take, never the worker
+        log.exception("detect failed on a take of %d raw events", len(events))
+        for index in received.sources:
+            message = events[index].message
+            await outbox.add(await dead_letter(message, processing_error(exc, events[index].value)))
+        return
+    judge.users.maybe_sweep(partitions, result.newest)
+    judge.addresses.maybe_sweep(partitions, result.newest)
+    await judge.send(outbox, found)
+    metrics.observe_signins(result.enriched)
+    metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
 class Sweeper:
     """Drops idle keys from a stateful table, a partition at a time.
 
     Touched keys expire as they are touched; this catches keys never seen again. It deletes
-    only keys of the partition whose event is being processed, so each tombstone lands in
-    the key's own changelog partition.
+    only keys of the partitions this worker processes (a table also holds standby copies of
+    other workers' partitions, which are theirs to sweep).
     """
 
     def __init__(self, book: StateBook, table: Any, engine: Engine, settings: Settings) -> None:
@@ -225,24 +314,19 @@ class Sweeper:
         self._interval_s = settings.sweep_interval_s
         self._last: dict[int, float] = {}
 
-    def maybe_sweep(self, partition: int, newest_event_s: float) -> None:
+    def maybe_sweep(self, partitions: frozenset[int], newest_event_s: float) -> None:
         now = time.monotonic()
-        if not self._retention_s or now - self._last.get(partition, now - 1e9) < self._interval_s:
+        due = {p for p in partitions if now - self._last.get(p, now - 1e9) >= self._interval_s}
+        if not self._retention_s or not due:
             return
-        self._last[partition] = now
-        mine = [k for k in self._table if partition_for(k, self._partitions) == partition]
+        self._last.update(dict.fromkeys(due, now))
+        mine = [k for k in self._table if partition_for(k, self._partitions) in due]
         dropped = self.book.expire(mine, newest_event_s - self._retention_s)
         metrics.STATE_KEYS_EXPIRED.inc(dropped)
 
 
 def _detect_agent(
-    app: faust.App,
-    detector: Detector,
-    sweeper: Sweeper,
-    signins: Any,
-    by_ip: Any,
-    alerts: Any,
-    dead_letter: DeadLetter,
+    app: faust.App, judge: Judge, signins: Any, by_ip: Any, dead_letter: DeadLetter
 ) -> None:
     @app.agent(signins)
     async def detect_agent(stream: faust.StreamT[bytes]) -> None:
@@ -250,90 +334,81 @@ def _detect_agent(
         async for event in stream.events():
             started = time.perf_counter()
             try:
-                result = detector.batch(event.value)
+                result = judge.detector.batch(event.value)
             except Exception as exc:  # a bug must cost one batch, never the worker
                 log.exception("detect failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
-            sweeper.maybe_sweep(event.message.partition, result.newest)
-            for partition, data in result.by_ip.items():
+            judge.users.maybe_sweep(frozenset((event.message.partition,)), result.newest)
+            for partition, segments in result.by_ip.items():
+                data = encode_observations(segments)
                 await outbox.add(await by_ip.send(value=data, partition=partition))
-            await _send_alerts(alerts, outbox, result.alerts)
+            await judge.send(outbox, result.alerts)
             metrics.observe_signins(result.enriched)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
-def _by_ip_agent(
-    app: faust.App,
-    engine: Engine,
-    sweeper: Sweeper,
-    by_ip: Any,
-    alerts: Any,
-    dead_letter: DeadLetter,
-) -> None:
+def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLetter) -> None:
     """The IP-keyed rules (password spray) over observations re-keyed by source address."""
 
     @app.agent(by_ip)
     async def by_ip_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
-        states = sweeper.book
         async for event in stream.events():
             started = time.perf_counter()
             try:
                 batch = decode_observations(event.value)
-                found = [
-                    (
-                        enqueued_ms,
-                        [a for o in observations for a in engine.process_by_ip(o, states)],
-                    )
-                    for enqueued_ms, observations in batch
-                ]
-                states.flush()  # inside the event: table writes go to its changelog partition
-                newest = max((o.time for _, obs in batch for o in obs), default=0.0)
-                sweeper.maybe_sweep(event.message.partition, newest)
+                found = judge.detector.by_ip(batch)
             except Exception as exc:  # a bug must cost one batch, never the worker
                 log.exception("by-ip detection failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
-            await _send_alerts(alerts, outbox, [(t, a) for t, a in found if a])
+            newest = max((o.time for _, obs in batch for o in obs), default=0.0)
+            judge.addresses.maybe_sweep(frozenset((event.message.partition,)), newest)
+            await judge.send(outbox, found)
             metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
 
 
-async def _send_alerts(
-    alerts: Any, outbox: Outbox, segments: list[tuple[int, list[Alert]]]
-) -> None:
-    for enqueued_ms, found in segments:
-        for alert in found:
-            metrics.ALERTS.labels(alert.tenant_id or "unknown", alert.rule, alert.severity).inc()
-            await outbox.add(await alerts.send(key=alert.id.encode(), value=alert_json(alert)))
-        metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
+ByIp = dict[int, list[tuple[int, list[Observation]]]]
+"""by-ip partition -> (enqueue time, observations) per raw event, for the IP-keyed rules."""
 
 
 class Detected(NamedTuple):
     alerts: list[tuple[int, list[Alert]]]
     """(enqueue time, alerts) of each raw event that raised any."""
     enriched: list[Enriched]
-    by_ip: dict[int, bytes]
-    """by-ip partition -> encoded observations for the IP-keyed rules."""
+    by_ip: ByIp
     newest: float
     """Newest sign-in event time in the batch (epoch s), 0 without sign-ins."""
 
 
 class Detector:
-    """The detect stage's state and its one call per signins batch; the same calls as
-    ``scan``, in delivery order."""
+    """The detect stages' state and calls; the same calls as ``scan``, in delivery order.
+
+    State writes are flushed at the end of each call, inside the event being processed:
+    Faust sends a table's changelog records from within an event.
+    """
 
     def __init__(
-        self, engine: Engine, book: RiskBook, users: StateBook, settings: Settings
+        self,
+        engine: Engine,
+        book: RiskBook,
+        users: StateBook,
+        addresses: StateBook,
+        settings: Settings,
     ) -> None:
-        self.engine, self.book, self.users = engine, book, users
+        self.engine, self.book, self.users, self.addresses = engine, book, users, addresses
         self.partitions = settings.partitions
 
     def batch(self, data: bytes) -> Detected:
-        segments: list[tuple[int, list[Alert]]] = []
+        """One message of the signins topic."""
+        return self.segments(decode_batch(data))
+
+    def segments(self, segments: list[tuple[int, list[Record]]]) -> Detected:
+        found_by_event: list[tuple[int, list[Alert]]] = []
         enriched: list[Enriched] = []
-        rekeyed: dict[int, list[tuple[int, list[Observation]]]] = {}
-        for enqueued_ms, records in decode_batch(data):
+        rekeyed: ByIp = {}
+        for enqueued_ms, records in segments:
             found: list[Alert] = []
             for record in records:
                 judged = self.engine.process(record, self.book, self.users)
@@ -348,11 +423,17 @@ class Detector:
                         target.append((enqueued_ms, []))
                     target[-1][1].append(judged.by_ip)
             if found:
-                segments.append((enqueued_ms, found))
-        self.users.flush()  # inside the event: table writes go to its changelog partition
-        by_ip = {p: encode_observations(segs) for p, segs in rekeyed.items()}
+                found_by_event.append((enqueued_ms, found))
+        self.users.flush()
         newest = max((e.signin.time.timestamp() for e in enriched), default=0.0)
-        return Detected(segments, enriched, by_ip, newest)
+        return Detected(found_by_event, enriched, rekeyed, newest)
+
+    def by_ip(self, batch: list[tuple[int, list[Observation]]]) -> list[tuple[int, list[Alert]]]:
+        """Observations handed out by ``segments``, through the IP-keyed rules."""
+        process = self.engine.process_by_ip
+        found = [(t, [a for o in obs for a in process(o, self.addresses)]) for t, obs in batch]
+        self.addresses.flush()
+        return [(t, alerts) for t, alerts in found if alerts]
 
 
 def _enqueued_ms(message: Any) -> int:

@@ -23,24 +23,28 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
-class Ingested:
-    batches: list[Batch]
-    """One per signins partition, more where a partition's share exceeds the size limit."""
+class Received:
+    segments: list[tuple[int, list[Record]]]
+    """(enqueue time, records) of each raw event that had any, in delivery order."""
+    sources: list[int]
+    """Index of the raw event of each segment."""
     rejected: list[tuple[int, Rejected]]
     """(index of the raw event, what was rejected from it)."""
     records: int
 
 
-def ingest(
-    events: Sequence[tuple[bytes, int]], partitions: int, max_bytes: int, batch_bytes: int
-) -> Ingested:
-    """``events`` are (raw bytes, enqueue time in epoch ms), in delivery order.
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    batches: list[Batch]
+    """One per signins partition, more where a partition's share exceeds the size limit."""
+    rejected: list[tuple[int, Rejected]]
+    records: int
 
-    A batch stays under ``batch_bytes`` unless a single record is larger (brokers cap
-    request sizes: Event Hubs' Kafka endpoint at 1 MB).
-    """
-    groups: dict[int, list[tuple[int, list[Record]]]] = {}
-    """Partition -> (enqueue time, records) for each raw event that has records there."""
+
+def receive(events: Sequence[tuple[bytes, int]], max_bytes: int) -> Received:
+    """``events`` are (raw bytes, enqueue time in epoch ms), in delivery order."""
+    segments: list[tuple[int, list[Record]]] = []
+    sources: list[int] = []
     rejected: list[tuple[int, Rejected]] = []
     total = 0
     for index, (data, enqueued_ms) in enumerate(events):
@@ -50,18 +54,36 @@ def ingest(
             rejected.append((index, processing_error(exc, data)))
             continue
         rejected += [(index, r) for r in parsed.rejected]
-        total += len(parsed.records)
+        if parsed.records:
+            total += len(parsed.records)
+            segments.append((enqueued_ms, parsed.records))
+            sources.append(index)
+    return Received(segments, sources, rejected, total)
+
+
+def ingest(
+    events: Sequence[tuple[bytes, int]], partitions: int, max_bytes: int, batch_bytes: int
+) -> Ingested:
+    """Received events re-keyed to the signins partitions of their users.
+
+    A batch stays under ``batch_bytes`` unless a single record is larger (brokers cap
+    request sizes: Event Hubs' Kafka endpoint at 1 MB).
+    """
+    received = receive(events, max_bytes)
+    groups: dict[int, list[tuple[int, list[Record]]]] = {}
+    """Partition -> (enqueue time, records) for each raw event that has records there."""
+    for enqueued_ms, records in received.segments:
         mine: dict[int, list[Record]] = {}
-        for record in parsed.records:
+        for record in records:
             mine.setdefault(partition_for(record_key(record), partitions), []).append(record)
-        for partition, records in mine.items():
-            groups.setdefault(partition, []).append((enqueued_ms, records))
+        for partition, chosen in mine.items():
+            groups.setdefault(partition, []).append((enqueued_ms, chosen))
     batches = [
         Batch(partition, data, count)
         for partition, segments in groups.items()
         for data, count in _pack(segments, batch_bytes)
     ]
-    return Ingested(batches, rejected, total)
+    return Ingested(batches, received.rejected, received.records)
 
 
 def _pack(segments: list[tuple[int, list[Record]]], limit: int) -> list[tuple[bytes, int]]:
