@@ -1,7 +1,9 @@
 """Bytes as delivered (Event Hubs events, files, Graph exports) to normalized records.
 
-This is the hot path of the whole product: every byte is decoded once with orjson, only the
-fields later stages use are read, and nothing is re-serialized except a rejected record.
+This is the hot path of the whole product. Well-formed sign-in envelopes take the strict
+decoder (``pipeline.strict``), which reads only the fields later stages use; everything else
+is decoded once with orjson and read leniently here. Nothing is re-serialized except a
+rejected record.
 A record that cannot be understood becomes a ``Rejected`` with a short reason code and the
 field at fault; the good records next to it are kept.
 
@@ -38,6 +40,7 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
+from pipeline.strict import POLICY_NOT_APPLIED, SIGNIN_TEXT, assemble, strict_signins
 from pipeline.timeparse import parse_time
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -128,6 +131,10 @@ def parse_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed
         err = ParseError("too-large", "", f"{len(data)} bytes > limit {max_bytes}")
         out.rejected.append(Rejected.of(err, data))
         return out
+    signins = strict_signins(data)
+    if signins is not None:
+        out.records.extend(signins)
+        return out
     try:
         doc = _loads(data)
     except ParseError as err:
@@ -169,6 +176,10 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def _parse_line(line: bytes, line_no: int, out: Parsed) -> None:
+    signins = strict_signins(line)
+    if signins is not None:
+        out.records.extend(signins)
+        return
     try:
         doc = _loads(line)
     except ParseError as err:
@@ -396,11 +407,6 @@ def _device(value: Any) -> Device:
     )
 
 
-# Policies that did not apply are most of a real tenant's list and say nothing about the
-# sign-in; skipping them is the single largest saving of the parser.
-_POLICY_NOT_APPLIED = frozenset({"notApplied", "notEnabled", "reportOnlyNotApplied"})
-
-
 def _policies(value: Any) -> tuple[PolicyResult, ...]:
     if not isinstance(value, list):
         return ()
@@ -408,7 +414,7 @@ def _policies(value: Any) -> tuple[PolicyResult, ...]:
     for policy in value:
         if isinstance(policy, dict):
             result = policy.get("result")
-            if result not in _POLICY_NOT_APPLIED:
+            if result not in POLICY_NOT_APPLIED:
                 applied.append(
                     PolicyResult(
                         _str(policy.get("id")), _str(policy.get("displayName")), _str(result)
@@ -444,32 +450,6 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str) and v)
 
 
-# Flat string fields of a sign-in, read in one pass (see _strings); the order is the unpacking
-# order in _signin.
-_SIGNIN_TEXT = (
-    "userId",
-    "userPrincipalName",
-    "userDisplayName",
-    "appDisplayName",
-    "resourceDisplayName",
-    "clientAppUsed",
-    "userAgent",
-    "ipAddress",
-    "conditionalAccessStatus",
-    "riskState",
-    "riskDetail",
-    "authenticationRequirement",
-    "servicePrincipalName",
-    "correlationId",
-    # Identifiers and levels, compared case-insensitively downstream.
-    "appId",
-    "resourceId",
-    "riskLevelDuringSignIn",
-    "riskLevelAggregated",
-    "servicePrincipalId",
-)
-
-
 def _strings(obj: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     """``_str`` over many keys at once: the per-field call was a fifth of the parser's time."""
     return [v if v.__class__ is str else _str(v) for v in map(obj.get, keys)]
@@ -478,7 +458,7 @@ def _strings(obj: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
 def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, prefix: str) -> SignIn:
     rid = _required_id(props, prefix)
     time = _event_time(rec, props, ("createdDateTime",), prefix, rid)
-    error_code, failure_reason = _error_code(rec, props, rid)
+    error = _error_code(rec, props, rid)
     if category is Category.SIGNIN:
         interactive = True
     elif category is Category.ADFS:
@@ -486,61 +466,24 @@ def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, pref
         interactive = flag if isinstance(flag, bool) else True
     else:
         interactive = False
-    (
-        user_id,
-        upn,
-        display_name,
-        app_name,
-        resource_name,
-        client_app_used,
-        user_agent,
-        ip,
-        ca_status,
-        risk_state,
-        risk_detail,
-        auth_requirement,
-        sp_name,
-        correlation_id,
-        app_id,
-        resource_id,
-        risk_during,
-        risk_aggregated,
-        sp_id,
-    ) = _strings(props, _SIGNIN_TEXT)
-    # Positional, in field order: keyword binding of 31 arguments costs ~1 us per sign-in.
-    # tests/test_parse.py::test_every_field_lands_in_its_place guards the order.
-    return SignIn(
+    return assemble(
+        _strings(props, SIGNIN_TEXT),
         rid,
         time,
         category,
         _tenant(rec, props),
-        user_id,
-        upn,
-        display_name or _str(_top(rec, "identity")),
-        app_id.lower(),
-        app_name,
-        resource_id.lower(),
-        resource_name,
-        client_app_used,
-        user_agent,
-        ip or _str(_top(rec, "callerIpAddress")),
+        (
+            _str(_top(rec, "identity")),
+            _str(_top(rec, "callerIpAddress")),
+            _str(_top(rec, "correlationId")),
+        ),
         _location(props.get("location"), _top(rec, "location")),
         _device(props.get("deviceDetail")),
-        error_code,
-        failure_reason,
-        ca_status,
+        error,
         _policies(props.get("appliedConditionalAccessPolicies")),
-        risk_during.lower(),
-        risk_aggregated.lower(),
-        risk_state,
-        risk_detail,
         _str_list(props.get("riskEventTypes_v2") or props.get("riskEventTypes")),
         interactive,
-        auth_requirement,
         _auth_steps(props.get("authenticationDetails")),
-        sp_id.lower(),
-        sp_name,
-        correlation_id or _str(_top(rec, "correlationId")),
     )
 
 
