@@ -155,6 +155,10 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
     local input and is not.
     """
     out = Parsed()
+    signins = strict_signins(data)
+    if signins is not None:
+        out.records.extend(signins)
+        return out
     try:
         doc = _loads(data)
     except ParseError:
