@@ -184,10 +184,29 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
 
 def _lag_timer(app: faust.App, interval_s: float = 5.0) -> None:
     """Consumer lag per topic, as Kafka lag exporters count it (log end minus committed), so
-    a dashboard shows it without one; KEDA scales on the broker's own view."""
+    a dashboard shows it without one; KEDA scales on the broker's own view. And the
+    partitions of each topic this worker owns: fewer signins partitions than there are
+    means it shares the group, and ingest re-keys through the hops."""
+    known: set[str] = set()
+
+    def observe_partitions() -> None:
+        owned: dict[str, int] = {}
+        for tp in app.assignor.assigned_actives():
+            owned[tp.topic] = owned.get(tp.topic, 0) + 1
+        # 0, not absent, for a subscribed topic of which this worker owns nothing (yet or
+        # any more): a second worker may get no partition of a topic at all.
+        known.update(name for channel in app.topics for name in channel.topics)
+        known.update(owned)
+        for topic in known:
+            metrics.PARTITIONS_ASSIGNED.labels(topic).set(owned.get(topic, 0))
+
+    @app.on_partitions_assigned.connect
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        observe_partitions()  # at once, not up to interval_s after a rebalance
 
     @app.timer(interval_s)  # type: ignore[untyped-decorator]
     async def observe_lag() -> None:
+        observe_partitions()
         consumer = app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():

@@ -71,6 +71,11 @@ CONSUMER_LAG = Gauge(
     "Messages on this worker's partitions past its committed offsets, per topic.",
     ["topic"],
 )
+PARTITIONS_ASSIGNED = Gauge(
+    "signin_risk_partitions_assigned",
+    "Partitions of each topic this worker owns (active, not standby).",
+    ["topic"],
+)
 LAST_EVENT_TIME = Gauge(
     "signin_risk_last_event_timestamp_seconds",
     "Event time (createdDateTime) of the newest sign-in processed, for freshness.",
