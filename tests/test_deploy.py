@@ -1221,7 +1221,7 @@ def test_pods_run_locked_down(name: str) -> None:
         for kind in ("requests", "limits"):
             assert set(resources_[kind]) == {"cpu", "memory"}, f"{where}: {kind}"
         if container.args.command == "worker":
-            # `make bench`: RSS 102-134 MB; one process is held to about one core.
+            # `make bench`: RSS 102-160 MB; one process is held to about one core.
             assert resources_["requests"] == {"cpu": "1", "memory": "256Mi"}, where
             assert resources_["limits"]["memory"] == "512Mi", where
 
