@@ -268,10 +268,9 @@ def _ingest_agent(
             started = time.perf_counter()
             arrived = [(event.value, _enqueued_ms(event.message)) for event in events]
             # Checked per take: a worker joining the group ends the shortcut at once.
-            alone = direct is not None and _owns_every_partition(
+            if direct is not None and _owns_every_partition(
                 app, signins_topic, settings.partitions
-            )
-            if alone and direct is not None:
+            ):
                 received = receive(arrived, settings.max_event_bytes)
                 rejected = received.rejected
                 metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
