@@ -103,14 +103,14 @@ class ClientRow:
 
     ``when`` picks the row. ``name`` may be computed from the signals and the sign-in, and
     ``family`` from the platform (office apps are ``office-mobile`` on a phone and
-    ``desktop-app`` elsewhere). ``version`` is a regex whose first group is the version in the
-    user agent; ``platform`` is used when the device and user agent name none.
+    ``desktop-app`` elsewhere). ``version`` reads the version from the user agent ("" when it
+    names none); ``platform`` is used when the device and user agent name none.
     """
 
     name: str | Callable[[_Signals, SignIn], str]
     family: str | Callable[[str], str]
     when: Callable[[_Signals, SignIn], bool]
-    version: re.Pattern[str] | None = None
+    version: Callable[[str], str] | None = None
     platform: str = ""
 
 
@@ -139,9 +139,50 @@ def _app_name(_: _Signals, signin: SignIn) -> str:
     return signin.app_name or "unknown"
 
 
-# An Outlook build is major.yymm[.patch]; the bare "2.0" of old protocol strings and
-# spoofers does not match, so it reads as "version unknown".
-_OUTLOOK_BUILD = re.compile(r"outlook-(?:ios|android)/(\d+\.\d{4}(?:\.\d+)*)", re.I)
+def _first_group(pattern: str) -> Callable[[str], str]:
+    """A version reader: the first group of ``pattern`` in the user agent, or ""."""
+    regex = re.compile(pattern, re.I)
+
+    def read(user_agent: str) -> str:
+        match = regex.search(user_agent)
+        return match.group(1) if match else ""
+
+    return read
+
+
+# Outlook for iOS and Android name themselves ``Outlook-iOS/<token>`` / ``Outlook-Android/<token>``
+# (not inside another word, so ``Outlook-iOS-Android/1.0``, Exchange Online's sync service, is
+# no build). The token is the app's build when it is all dotted numbers: 4.2450.2, 4.2450, and
+# from before the 4.yymm scheme 3.49.0, 2.1.4, 1.0.3. Two tokens are not builds:
+#   * the bare ``2.0`` is the protocol string the apps (and credential-stuffing tools) send;
+#   * older iOS builds send an internal build, ``709.2189947.prod.iphone``.
+# Then the build is read only where the apps put it: alone in the parentheses right after the
+# token (``Outlook-iOS/709.2189947.prod.iphone (3.24.0)``), or after the app's bundle id
+# (``Outlook-Android/2.0 com.microsoft.office.outlook/4.2403.0``, ``Outlook-iOS/2.0 (iPhone;
+# iOS 17.4; com.microsoft.Office.Outlook 4.2418.0)``). Nothing else counts: ``iOS 17.4`` in
+# the parentheses is the OS, and a version after another product (``okhttp/3.12.0``) is that
+# product's. No build found is "version unknown".
+_OUTLOOK_TOKEN = re.compile(r"(?<![\w-])outlook-(?:ios|android)/([^\s;,()]*)", re.I)
+_OUTLOOK_PROTOCOL = "2.0"
+_DOTTED = re.compile(r"\d+(?:\.\d+)+")
+_BUILD_IN_PARENS = re.compile(r"\s*\(\s*(\d+(?:\.\d+)+)\s*\)")
+_BUILD_AFTER_BUNDLE_ID = re.compile(
+    r"\bcom\.microsoft\.office\.outlook[/ ](\d+(?:\.\d+)+)(?![\w.])", re.I
+)
+
+
+def outlook_build(user_agent: str) -> str:
+    """The Outlook for iOS/Android build in ``user_agent``, or "" when it names none."""
+    token = _OUTLOOK_TOKEN.search(user_agent)
+    if token is None:
+        return ""
+    build = token.group(1)
+    if _DOTTED.fullmatch(build) and build != _OUTLOOK_PROTOCOL:
+        return build
+    rest = user_agent[token.end() :]
+    found = _BUILD_IN_PARENS.match(rest) or _BUILD_AFTER_BUNDLE_ID.search(rest)
+    return found.group(1) if found else ""
+
 
 TABLE: tuple[ClientRow, ...] = (
     ClientRow(
@@ -153,34 +194,34 @@ TABLE: tuple[ClientRow, ...] = (
         _outlook_name,
         "outlook-mobile",
         lambda s, _: s.app_id == OUTLOOK_MOBILE_APP_ID,
-        version=_OUTLOOK_BUILD,
+        version=outlook_build,
     ),
     ClientRow(
         "iOS Mail",
         "native-mail",
         lambda s, _: s.app_id == IOS_ACCOUNTS_APP_ID,
-        version=re.compile(r"\bios/(\d+(?:\.\d+)*)", re.I),
+        version=_first_group(r"\bios/(\d+(?:\.\d+)*)"),
         platform="ios",
     ),
     ClientRow(
         "Gmail",
         "native-mail",
         _ua(r"^android-mail/|\bgmail\b"),
-        version=re.compile(r"android-mail/(\d+(?:\.\d+)*)", re.I),
+        version=_first_group(r"android-mail/(\d+(?:\.\d+)*)"),
         platform="android",
     ),
     ClientRow(
         "Samsung Email",
         "native-mail",
         _ua(r"samsung-|samsungemail|samsung email"),
-        version=re.compile(r"samsung-[\w-]+/(\d+(?:\.\d+)*)", re.I),
+        version=_first_group(r"samsung-[\w-]+/(\d+(?:\.\d+)*)"),
         platform="android",
     ),
     ClientRow(
         "iOS Mail",
         "native-mail",
         _ua(r"apple-iphone|apple-ipad|accountsd|dataaccessd|exchangeservicesclient|^ios/"),
-        version=re.compile(r"\bios/(\d+(?:\.\d+)*)", re.I),
+        version=_first_group(r"\bios/(\d+(?:\.\d+)*)"),
         platform="ios",
     ),
     ClientRow(
@@ -193,7 +234,7 @@ TABLE: tuple[ClientRow, ...] = (
         "Outlook user agent (unverified app)",
         "unknown",
         _ua(r"outlook-(ios|android)/"),
-        version=_OUTLOOK_BUILD,
+        version=outlook_build,
     ),
     ClientRow(
         lambda _, si: si.client_app_used,
@@ -267,12 +308,11 @@ class ClientClassifier:
         row = next(r for r in TABLE if r.when(signals, signin))
         platform = signals.platform if signals.platform != "other" else row.platform or "other"
         family = row.family(platform) if callable(row.family) else row.family
-        match = row.version.search(signin.user_agent) if row.version else None
         return ClientIdentity(
             family=family,
             name=row.name(signals, signin) if callable(row.name) else row.name,
             platform=platform,
-            version=match.group(1) if match else "",
+            version=row.version(signin.user_agent) if row.version else "",
             legacy_auth=client_app in LEGACY_CLIENT_APPS,
             mobile=platform in MOBILE_PLATFORMS,
             approved=signin.app_id in self._approved,

@@ -18,6 +18,7 @@ from pipeline.clientapp import (
     OUTLOOK_MOBILE_APP_ID,
     ClientClassifier,
     ClientIdentity,
+    outlook_build,
     platform_of,
     version_tuple,
 )
@@ -138,6 +139,24 @@ TABLE = [
         {},
         identity("outlook-mobile", "Outlook for Android", "android", "", approved=True),
         id="Outlook app id with the bare 2.0 user agent: build unknown",
+    ),
+    pytest.param(
+        outlook("Outlook-iOS/1.0.3 (iPhone7,2; iOS 8.4)", "Ios 8.4"),
+        {},
+        identity("outlook-mobile", "Outlook for iOS", "ios", "1.0.3", approved=True),
+        id="Outlook for iOS 1.0.3: a build from before the 4.yymm scheme",
+    ),
+    pytest.param(
+        outlook("Outlook-iOS/709.2189947.prod.iphone (3.24.0)", "Ios 13.1.3"),
+        {},
+        identity("outlook-mobile", "Outlook for iOS", "ios", "3.24.0", approved=True),
+        id="Outlook for iOS: the build in parentheses, not the internal build",
+    ),
+    pytest.param(
+        outlook("Outlook-iOS-Android/1.0", "Ios 17.6.1"),
+        {},
+        identity("outlook-mobile", "Outlook for iOS", "ios", "", approved=True),
+        id="Outlook app id with Exchange's Outlook-iOS-Android/1.0: build unknown",
     ),
     pytest.param(
         outlook("Mozilla/5.0 (compatible; MSAL 1.0) PKeyAuth/1.0", "Ios 18.2.1"),
@@ -434,6 +453,76 @@ def test_version_tuples_order_like_outlook_builds() -> None:
     assert version_tuple("4.2450.2") > minimum
     assert version_tuple("4.2502.0") > version_tuple("4.2450.2")
     assert version_tuple("10.0000") > minimum  # numeric, not string, comparison
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "build"),
+    [
+        # the token after Outlook-iOS/ or Outlook-Android/ is the build when it is dotted numbers
+        ("Outlook-iOS/4.2450.2 (iPhone15,3; iOS 17.6.1)", "4.2450.2"),
+        ("Outlook-Android/4.2446.1 (SM-S918B; Android 14)", "4.2446.1"),
+        ("Outlook-iOS/1.0.3", "1.0.3"),
+        ("Outlook-Android/2.1.4", "2.1.4"),
+        ("Outlook-iOS/3.49.0", "3.49.0"),
+        ("Outlook-iOS/4.2450", "4.2450"),
+        ("Outlook-iOS/2.0.0", "2.0.0"),
+        ("outlook-android/4.2504.1", "4.2504.1"),
+        (
+            "Outlook-Android/4.2415.1 (com.microsoft.office.outlook; build:42415818; Android 12)",
+            "4.2415.1",
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Version/4.0 Chrome/89.0.4389.105 Mobile Safari/537.36 Outlook-Android/4.2118.0",
+            "4.2118.0",
+        ),
+        # iOS: an internal build, then the app's build in parentheses
+        ("Outlook-iOS/709.2189947.prod.iphone (3.24.0)", "3.24.0"),
+        ("Outlook-iOS/719.3623017.prod.iphone (4.20.0)", "4.20.0"),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148 Outlook-iOS/749.4.prod.iphone (4.2534.0)",
+            "4.2534.0",
+        ),
+        # the 2.0 protocol string with the build beside it
+        ("Outlook-Android/2.0 com.microsoft.office.outlook/4.2403.0", "4.2403.0"),
+        (
+            "Outlook-iOS/2.0 (iPhone; iOS 17.4; Scale/3.00; 428x926; "
+            "com.microsoft.Office.Outlook 4.2418.0)",
+            "4.2418.0",
+        ),
+        ("Outlook-iOS/2.0 (4.2450.2)", "4.2450.2"),
+        # version unknown
+        ("Outlook-iOS/2.0", ""),
+        ("Outlook-Android/2.0", ""),
+        ("Outlook-iOS-Android/1.0", ""),
+        ("Outlook-iOS/709.2189947.prod.iphone", ""),
+        ("Outlook-iOS/", ""),
+        ("Outlook-iOS/4", ""),
+        ("Mozilla/5.0 (compatible; MSAL 1.0) PKeyAuth/1.0", ""),
+        ("", ""),
+        # no false builds: the OS, other products, look-alike names
+        ("Outlook-iOS/2.0 (iPhone; iOS 17.4)", ""),
+        ("Outlook-Android/2.0 (SM-G991B; Android 13)", ""),
+        ("Outlook-Android/2.0 okhttp/3.12.0", ""),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) Outlook-iOS/2.0", ""),
+        ("Outlook-iOS/709.2189947.prod.iphone CFNetwork/1.0.3", ""),
+        ("NotOutlook-iOS/1.0.3", ""),
+        ("Outlook-iOS-Android/1.0.3", ""),
+        ("Outlook-Android/2.0 com.microsoft.office.outlookx/1.0.3", ""),
+    ],
+)
+def test_outlook_build_from_the_user_agent(user_agent: str, build: str) -> None:
+    assert outlook_build(user_agent) == build
+
+
+def test_outlook_builds_before_the_yymm_scheme_compare_numerically() -> None:
+    minimum = version_tuple("4.2400")
+    assert version_tuple("1.0.3") < version_tuple("1.0.4") < minimum
+    assert version_tuple("2.1.4") < version_tuple("2.1.10")  # "2.1.4" > "2.1.10" as strings
+    assert version_tuple("3.49.0") > version_tuple("3.5")  # "3.49.0" < "3.5" as strings
+    assert version_tuple("3.49.0") < minimum
+    assert version_tuple("4.20.0") < minimum  # January 2020, before the yymm builds
 
 
 # The memo: a tenant has few distinct clients, so answers are cached per classifier.

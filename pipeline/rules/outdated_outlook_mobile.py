@@ -1,8 +1,14 @@
 """outdated-outlook-mobile: an Outlook for iOS/Android build older than the policy minimum.
 
-Old builds are known not to enforce device PIN policies. The build is the token after
-``Outlook-iOS/`` or ``Outlook-Android/`` in the user agent; the bare ``2.0`` of old protocol
-strings and spoofers, or no token at all, is "version unknown" and never alerts.
+Old builds are known not to enforce device PIN policies (Outlook for iOS 1.0.3 ignored them;
+1.0.4 fixed it). The build is read from the user agent by ``clientapp.outlook_build``: the
+token after ``Outlook-iOS/`` or ``Outlook-Android/`` when it is dotted numbers (1.0.3, 2.1.4,
+3.49.0, 4.2450, 4.2450.2), else the build alone in the parentheses that follow
+(``Outlook-iOS/709.2189947.prod.iphone (3.24.0)``) or after the app's bundle id. It is
+compared numerically with the policy minimum, so 3.49.0 is older than 4.2400 and 2.1.4 older
+than 2.1.10. The bare protocol strings ``Outlook-iOS/2.0`` and ``Outlook-Android/2.0`` (also
+sent by spoofers), Exchange Online's ``Outlook-iOS-Android/1.0``, or no Outlook token at all
+are "version unknown" and never alert.
 """
 
 from __future__ import annotations
@@ -78,7 +84,66 @@ RULE = Rule(
         Case(
             "exactly the minimum", False, _outlook("Outlook-iOS/4.2400.0 (iPhone15,3; iOS 17.6.1)")
         ),
+        Case(
+            "Outlook for iOS 1.0.3, which ignored device PIN policies",
+            True,
+            _outlook("Outlook-iOS/1.0.3 (iPhone7,2; iOS 8.4)", "Ios 8.4"),
+        ),
+        Case(
+            "Outlook for Android 2.1.4",
+            True,
+            _outlook("Outlook-Android/2.1.4 (SM-G920F; Android 5.1.1)", "Android 5.1.1"),
+        ),
+        Case("Outlook for iOS 3.49.0", True, _outlook("Outlook-iOS/3.49.0", "Ios 13.3")),
+        Case(
+            "iOS build in parentheses after the internal build",
+            True,
+            _outlook("Outlook-iOS/709.2189947.prod.iphone (3.24.0)", "Ios 13.1.3"),
+        ),
+        Case(
+            "current iOS build in parentheses after the internal build",
+            False,
+            _outlook("Outlook-iOS/749.4.prod.iphone (4.2534.0)"),
+        ),
+        Case(
+            "build after the bundle id, beside the 2.0 protocol string",
+            True,
+            _outlook("Outlook-Android/2.0 com.microsoft.office.outlook/4.2305.0", "Android 13"),
+        ),
+        Case(
+            "two-part build is a build",
+            True,
+            _outlook("Outlook-Android/4.2305 (SM-G991B; Android 13)", "Android 13"),
+        ),
         Case("bare 2.0 is version unknown", False, _outlook("Outlook-Android/2.0", "Android 14")),
+        Case("bare iOS 2.0 is version unknown", False, _outlook("Outlook-iOS/2.0")),
+        Case(
+            "Exchange-side Outlook-iOS-Android/1.0 is version unknown",
+            False,
+            _outlook("Outlook-iOS-Android/1.0"),
+        ),
+        Case(
+            "another product's version beside 2.0 is not Outlook's build",
+            False,
+            _outlook("Outlook-Android/2.0 okhttp/3.12.0", "Android 14"),
+        ),
+        Case(
+            "a version inside another product's name is not Outlook's build",
+            False,
+            _outlook("NotOutlook-iOS/1.0.3"),
+        ),
+        Case(
+            "builds compare numerically: 2.1.4 is older than 2.1.10",
+            True,
+            _outlook("Outlook-Android/2.1.4", "Android 5.1.1"),
+            policy={"outlook_minimum": {"android": "2.1.10"}},
+        ),
+        Case(
+            "builds compare numerically: 3.49.0 is newer than 3.5",
+            False,
+            _outlook("Outlook-iOS/3.49.0", "Ios 13.3"),
+            policy={"outlook_minimum": {"ios": "3.5"}},
+        ),
         Case(
             "no Outlook token in the user agent",
             False,
