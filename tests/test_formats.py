@@ -33,6 +33,7 @@ from pipeline.formats.common import TACTICS, TECHNIQUES
 from pipeline.formats.ecs import to_ecs
 from pipeline.formats.ocsf import to_ocsf
 from pipeline.policy import Policy
+from pipeline.privacy import restrict
 from pipeline.rules import REGISTRY
 from pipeline.scan import scan
 from pipeline.sinks.config import ALERT_FIELDS
@@ -385,6 +386,24 @@ def test_pseudonyms_pass_through() -> None:
         ocsf = to_ocsf(masked)
         assert_valid_ocsf(ocsf)
         assert ocsf["resources"][0]["name"] == user
+
+
+def test_pseudonymised_alerts_stay_valid_and_quote_no_raw_value() -> None:
+    """What a sink with ``pseudonymize: [user, ip]`` sends: the summary each format copies
+    (CEF ``msg``, ECS ``message``, OCSF ``message``) names the address by its pseudonym."""
+    for alert in ALERTS:
+        masked = restrict(alert, None, ("user", "ip"), b"k" * 32)
+        ext = parse_cef(to_cef(masked))[1]
+        ecs, ocsf = to_ecs(masked), to_ocsf(masked)
+        assert_valid_ecs(ecs)
+        assert_valid_ocsf(ocsf)
+        assert ext["msg"] == ecs["message"] == ocsf["message"] == masked["summary"]
+        for raw in (alert["ip"], alert["user"], alert["user_id"]):
+            if raw:
+                assert raw not in ext["msg"]
+        if alert["ip"]:
+            assert (ext["cs6"], ecs["source"]["address"]) == (masked["ip"], masked["ip"])
+            assert "src" not in ext
 
 
 # --- dispatch ----------------------------------------------------------------------------
