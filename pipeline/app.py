@@ -26,8 +26,8 @@ import faust
 from pipeline import metrics
 from pipeline.detect import Engine, alert_json
 from pipeline.enrich import Enriched
-from pipeline.ingest import Received, ingest, processing_error, receive
-from pipeline.parse import Rejected
+from pipeline.ingest import Received, ingest, receive
+from pipeline.parse import Rejected, processing_error
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record
 from pipeline.risk import RiskBook
@@ -111,8 +111,10 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
-        # Dead letters carry the original event (base64 when not UTF-8).
-        producer_max_request_size=max(settings.max_event_bytes * 2, settings.max_batch_bytes * 2),
+        # Signins batches may exceed max_batch_bytes by one record; dead letters are capped.
+        producer_max_request_size=max(
+            settings.max_batch_bytes * 2, settings.max_deadletter_bytes + 64 * 1024
+        ),
         # Raw events are envelopes of up to 1 MB: a 1 MB fetch (Faust's default) returns a
         # handful, and a broker that holds each fetch for fetch_max_wait caps throughput.
         consumer_max_fetch_size=16 * 1024 * 1024,
@@ -140,15 +142,25 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     )
 
     async def dead_letter(message: Any, rejected: Rejected) -> Any:
+        """Send a reject to the dead-letter topic. A send that fails is logged and counted,
+        never raised: the agent must go on (and commit) past input it cannot keep."""
         metrics.REJECTED.labels(rejected.reason).inc()
-        return await deadletter.send(
-            value=rejected.to_json(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                time=format_time(datetime.now(UTC)),
-            )
+        where = _where(message)
+        if rejected.reason == "processing-error":
+            log.error("processing error on %s: %s", where, rejected.describe())
+        letter = rejected.to_json(
+            settings.max_deadletter_bytes,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            time=format_time(datetime.now(UTC)),
         )
+        try:
+            sent = await deadletter.send(value=letter)
+        except Exception as exc:
+            _dead_letter_failed(where, rejected, exc)
+            return _done()
+        return asyncio.ensure_future(_settled(sent, where, rejected))
 
     judge: Judge | None = None
     if settings.stage in ("all", "detect"):
@@ -178,13 +190,16 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         # so only the in-memory store can be written from raw events.
         direct = judge if settings.store.startswith("memory") else None
         _ingest_agent(app, settings, raw, signins, dead_letter, direct)
-    _lag_timer(app)
+    work = {settings.topic(name) for name in ("raw", "signins", "by-ip")}
+    _lag_timer(app, frozenset(work))
     return app
 
 
-def _lag_timer(app: faust.App, interval_s: float = 5.0) -> None:
-    """Consumer lag per topic, as Kafka lag exporters count it (log end minus committed), so
-    a dashboard shows it without one; KEDA scales on the broker's own view. And the
+def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) -> None:
+    """Consumer lag of the topics this worker consumes for work, as Kafka lag exporters count
+    it (log end minus committed), so a dashboard shows it without one; KEDA scales on the
+    broker's own view. Table changelogs are left out: a worker reads them only to recover
+    and never commits them, so their "lag" never drains and would alarm an idle pipeline. And the
     partitions of each topic this worker owns: fewer signins partitions than there are
     means it shares the group, and ingest re-keys through the hops."""
     known: set[str] = set()
@@ -210,6 +225,8 @@ def _lag_timer(app: faust.App, interval_s: float = 5.0) -> None:
         consumer = app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():
+            if tp.topic not in work:
+                continue
             end = consumer.highwater(tp)
             if end is None:  # not fetched from yet
                 continue
@@ -285,8 +302,6 @@ def _ingest_agent(
                     await outbox.add(future, batch.records)
                 metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
             for index, reject in rejected:
-                if reject.reason == "processing-error":
-                    log.error("ingest failed on %s: %s", _where(events[index].message), reject)
                 await outbox.add(await dead_letter(events[index].message, reject))
 
 
@@ -306,7 +321,7 @@ async def _judge_directly(
             [segment for segments in result.by_ip.values() for segment in segments]
         )
     except Exception as exc:  # a bug must cost one take, never the worker
-        log.exception("detect failed on a take of %d raw events", len(events))
+        log.error("detect failed on a take of %d raw events: %s", len(events), type(exc).__name__)
         for index in received.sources:
             message = events[index].message
             await outbox.add(await dead_letter(message, processing_error(exc, events[index].value)))
@@ -354,7 +369,6 @@ def _detect_agent(
             try:
                 result = judge.detector.batch(event.value)
             except Exception as exc:  # a bug must cost one batch, never the worker
-                log.exception("detect failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
             judge.users.maybe_sweep(frozenset((event.message.partition,)), result.newest)
@@ -378,7 +392,6 @@ def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLett
                 batch = decode_observations(event.value)
                 found = judge.detector.by_ip(batch)
             except Exception as exc:  # a bug must cost one batch, never the worker
-                log.exception("by-ip detection failed on %s", _where(event.message))
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
             newest = max((o.time for _, obs in batch for o in obs), default=0.0)
@@ -452,6 +465,27 @@ class Detector:
         found = [(t, [a for o in obs for a in process(o, self.addresses)]) for t, obs in batch]
         self.addresses.flush()
         return [(t, alerts) for t, alerts in found if alerts]
+
+
+def _dead_letter_failed(where: str, rejected: Rejected, exc: BaseException) -> None:
+    metrics.DEADLETTER_FAILURES.inc()
+    log.error(
+        "dead letter for %s not sent (%s): %s", where, type(exc).__name__, rejected.describe()
+    )
+
+
+async def _settled(sent: Awaitable[Any], where: str, rejected: Rejected) -> None:
+    """A dead letter's acknowledgement; its failure is reported, not raised."""
+    try:
+        await sent
+    except Exception as exc:
+        _dead_letter_failed(where, rejected, exc)
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 def _enqueued_ms(message: Any) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from pipeline.parse import Rejected, parse_event
+from pipeline.parse import Rejected, parse_event, processing_error
 from pipeline.records import Record
 from pipeline.wire import encode_segment, join_segments, partition_for, record_key
 
@@ -115,8 +115,3 @@ def _encoded(segments: list[tuple[int, list[Record]]], limit: int) -> Iterator[t
             )
         else:
             yield part, len(records)
-
-
-def processing_error(exc: Exception, raw: bytes) -> Rejected:
-    """A bug met while handling ``raw``: dead-lettered with the exception, never re-raised."""
-    return Rejected("processing-error", type(exc).__name__, str(exc)[:500], raw)

@@ -47,6 +47,10 @@ ALERTS = Counter("signin_risk_alerts_total", "Alerts produced.", ["tenant", "rul
 REJECTED = Counter(
     "signin_risk_rejected_total", "Records or events sent to the dead-letter topic.", ["reason"]
 )
+DEADLETTER_FAILURES = Counter(
+    "signin_risk_deadletter_failures_total",
+    "Dead letters the broker refused or never acknowledged; their input is skipped all the same.",
+)
 END_TO_END = Histogram(
     "signin_risk_end_to_end_latency_seconds",
     "From the raw event's enqueue time to the alert being produced.",

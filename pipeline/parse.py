@@ -1,9 +1,13 @@
 """Bytes as delivered (Event Hubs events, files, Graph exports) to normalized records.
 
-This is the hot path of the whole product. Well-formed sign-in envelopes take the strict
-decoder (``pipeline.strict``), which reads only the fields later stages use; everything else
-is decoded once with orjson and read leniently here. Nothing is re-serialized except a
-rejected record.
+This is the hot path of the whole product. Every event is decoded once with orjson and read
+leniently here. JSON with a repeated key is ambiguous (orjson keeps the last value, so
+``{"records":[...],"records":[]}`` would read as empty): orjson's compact re-encoding of
+what it read is as long as the input only when nothing was dropped, and the rare input
+that is not compact, or did drop something, is decoded again by the standard library,
+which names the repeated key. That check is why there is no faster typed decoder beside
+this one: it needs orjson's objects anyway, and with them the lenient reader costs the same.
+Nothing is re-serialized except a rejected record.
 A record that cannot be understood becomes a ``Rejected`` with a short reason code and the
 field at fault; the good records next to it are kept.
 
@@ -17,12 +21,18 @@ Reason codes (stable: dead-letter consumers and metrics use them):
 ``bad-type``             a field has the wrong JSON type (``field`` names it)
 ``bad-value``            a field has the right type but cannot be read (an unparseable timestamp)
 ``unsupported-category`` a category the pipeline does not handle (audit logs, ...)
+``duplicate-key``        an object names a key twice (``field`` names it): the record, or
+                         the whole event when it is the envelope
+``too-deep``             nesting deeper than any sign-in has (orjson's limit, 1,024)
+``processing-error``     a bug met on this input: the exception type, never re-raised
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,10 +50,10 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
-from pipeline.strict import POLICY_NOT_APPLIED, SIGNIN_TEXT, assemble, strict_signins
 from pipeline.timeparse import parse_time
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_MAX_DEADLETTER_BYTES = 900 * 1024
 
 REASONS = (
     "too-large",
@@ -54,7 +64,14 @@ REASONS = (
     "bad-type",
     "bad-value",
     "unsupported-category",
+    "duplicate-key",
+    "too-deep",
+    "processing-error",
 )
+
+# Policies that did not apply are most of a real tenant's list and say nothing about the
+# sign-in; the parser drops them.
+POLICY_NOT_APPLIED = frozenset({"notApplied", "notEnabled", "reportOnlyNotApplied"})
 
 _CATEGORIES: dict[str, Category] = {c.value: c for c in Category} | {
     c.value.lower(): c for c in Category
@@ -94,28 +111,70 @@ class Rejected:
     detail: str
     raw: bytes
     line: int = 1
+    record_id: str = ""
 
     @classmethod
     def of(cls, error: ParseError, raw: bytes, line: int = 1) -> Rejected:
-        return cls(error.reason, error.field, str(error), raw, line)
+        return cls(error.reason, error.field, str(error)[:500], raw, line, error.record_id)
 
-    def to_json(self, **where: object) -> bytes:
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    def describe(self) -> str:
+        """What a log line may say of it: never the record, which holds names and addresses."""
+        rec = f" record={self.record_id}" if self.record_id else ""
+        where = f" at {self.field}" if self.field else ""
+        return f"{self.reason}{where}{rec} bytes={len(self.raw)} sha256={self.sha256[:16]}"
+
+    def to_json(self, limit: int = DEFAULT_MAX_DEADLETTER_BYTES, **where: object) -> bytes:
         """The dead-letter form: reason, field, where it came from, and the record itself
-        (its text, or base64 when the bytes are not UTF-8)."""
-        try:
-            record, encoding = self.raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            record, encoding = base64.b64encode(self.raw).decode("ascii"), "base64"
-        return orjson.dumps(
-            {
-                "reason": self.reason,
-                "field": self.field,
-                "detail": self.detail,
-                **where,
-                "encoding": encoding,
-                "record": record,
-            }
-        )
+        (its text, or base64 when the bytes are not UTF-8), in at most ``limit`` bytes.
+
+        A record that would not fit is cut to its first bytes; ``length`` and ``sha256``
+        always describe the whole original, so it can be found and matched at its source.
+        """
+        head = self.raw
+        valid_utf8 = _is_utf8(head)
+        letter = {
+            "reason": self.reason,
+            "field": self.field,
+            "detail": self.detail,
+            "record_id": self.record_id,
+            **where,
+            "length": len(self.raw),
+            "sha256": self.sha256,
+            "truncated": False,
+            "encoding": "utf-8" if valid_utf8 else "base64",
+        }
+        letter["record"] = ""
+        room = limit - len(orjson.dumps(letter))  # what the record may take, encoded
+        while True:
+            if valid_utf8:  # a cut may split a character: drop its partial tail
+                letter["record"] = head.decode("utf-8", "ignore")
+            else:
+                letter["record"] = base64.b64encode(head).decode("ascii")
+            out = orjson.dumps(letter)
+            if len(out) <= limit or not head:
+                return out
+            # Escapes and base64 inflate the record by a ratio: shrink by it, with margin.
+            encoded = len(out) - (limit - room)
+            head = head[: max(min(len(head) - 1, len(head) * room // encoded - 8), 0)]
+            letter["truncated"] = True
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def processing_error(exc: BaseException, raw: bytes, record_id: str = "") -> Rejected:
+    """A bug met while handling ``raw``: rejected with the exception's type, never re-raised.
+    Its message is left out: it may quote the data (a ``KeyError`` names the key it missed)."""
+    return Rejected("processing-error", type(exc).__name__, type(exc).__name__, raw, 1, record_id)
 
 
 @dataclass(slots=True)
@@ -125,18 +184,17 @@ class Parsed:
 
 
 def parse_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
-    """Parse one delivered unit: an envelope, a record, an array, or JSON lines of those."""
+    """Parse one delivered unit: an envelope, a record, an array, or JSON lines of those.
+
+    Never raises: whatever the bytes, each ends as records or rejects with a reason.
+    """
     out = Parsed()
     if len(data) > max_bytes:
         err = ParseError("too-large", "", f"{len(data)} bytes > limit {max_bytes}")
         out.rejected.append(Rejected.of(err, data))
         return out
-    signins = strict_signins(data)
-    if signins is not None:
-        out.records.extend(signins)
-        return out
     try:
-        doc = _loads(data)
+        doc, repeats = decode(data)
     except ParseError as err:
         if data.count(b"\n", 0, len(data.rstrip())) == 0:
             out.rejected.append(Rejected.of(err, data))
@@ -144,7 +202,7 @@ def parse_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed
         for line_no, line in _lines(data):
             _parse_line(line, line_no, out)
         return out
-    add_document(doc, out)
+    _add_guarded(doc, out, 1, data, repeats)
     return out
 
 
@@ -152,15 +210,11 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
     """Parse a file: one JSON document (possibly pretty-printed), or JSON lines.
 
     Each JSON line is one delivery and is held to ``max_bytes``; a whole-file document is
-    local input and is not.
+    local input and is not. Never raises.
     """
     out = Parsed()
-    signins = strict_signins(data)
-    if signins is not None:
-        out.records.extend(signins)
-        return out
     try:
-        doc = _loads(data)
+        doc, repeats = decode(data)
     except ParseError:
         for line_no, line in _lines(data):
             if len(line) > max_bytes:
@@ -169,7 +223,7 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
             else:
                 _parse_line(line, line_no, out)
         return out
-    add_document(doc, out)
+    _add_guarded(doc, out, 1, data, repeats)
     return out
 
 
@@ -180,16 +234,56 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def _parse_line(line: bytes, line_no: int, out: Parsed) -> None:
-    signins = strict_signins(line)
-    if signins is not None:
-        out.records.extend(signins)
-        return
     try:
-        doc = _loads(line)
+        doc, repeats = decode(line)
     except ParseError as err:
         out.rejected.append(Rejected.of(err, line, line_no))
         return
-    add_document(doc, out, line_no)
+    _add_guarded(doc, out, line_no, line, repeats)
+
+
+def _add_guarded(doc: Any, out: Parsed, line: int, raw: bytes, repeats: bool) -> None:
+    """``add_document``, with a bug costing this document only, never the run."""
+    records, rejected = len(out.records), len(out.rejected)
+    try:
+        add_document(doc, out, line, raw, repeats)
+    except Exception as exc:
+        del out.records[records:], out.rejected[rejected:]
+        out.rejected.append(processing_error(exc, raw))
+
+
+class _Repeated(dict[str, Any]):
+    """An object that named ``key`` more than once (its last value kept, as orjson does)."""
+
+    key = ""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    repeated = _Repeated(obj)
+    seen: set[str] = set()
+    repeated.key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    return repeated
+
+
+_exact = json.JSONDecoder(object_pairs_hook=_pairs).decode
+
+
+def decode(data: bytes) -> tuple[Any, bool]:
+    """The JSON document in ``data``, and whether it may repeat a key: then it comes from
+    the exact reader, and every object that repeats one is a ``_Repeated``."""
+    doc = _loads(data)
+    try:
+        if len(orjson.dumps(doc)) == len(data.strip()):
+            return doc, False  # compact, and orjson dropped nothing: no key was repeated
+    except orjson.JSONEncodeError:  # deeper than orjson writes (255); the exact reader copes
+        pass
+    try:
+        return _exact(data.decode("utf-8")), True
+    except RecursionError:
+        raise ParseError("too-deep", "", "nesting too deep for the exact reader") from None
 
 
 def _loads(data: bytes) -> Any:
@@ -200,33 +294,80 @@ def _loads(data: bytes) -> Any:
             data.decode("utf-8")
         except UnicodeDecodeError as uexc:
             raise ParseError("invalid-utf8", "", f"byte {uexc.start}") from None
+        if str(exc).startswith("depth limit"):
+            raise ParseError("too-deep", "", str(exc)) from None
         raise ParseError("invalid-json", "", str(exc)) from None
 
 
-def add_document(doc: Any, out: Parsed, line: int = 1) -> None:
-    """Add the records of one decoded document to ``out``; reject bad ones one by one."""
+def _repeated_key(value: Any) -> str | None:
+    """The first repeated key at any depth of ``value`` (a dotted path), else None.
+    Iterative: the exact reader allows deeper nesting than Python's stack would walk."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item, _Repeated):
+                return path + item.key
+            stack.extend((f"{path}{k}.", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((path, v) for v in item)
+    return None
+
+
+def _serialized(item: Any, raw: bytes) -> bytes:
+    """A rejected record's bytes: itself re-encoded, or the whole input when orjson cannot
+    write it (nesting deeper than 255)."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return raw
+
+
+def add_document(
+    doc: Any, out: Parsed, line: int = 1, raw: bytes = b"", repeats: bool = False
+) -> None:
+    """Add the records of one decoded document to ``out``; reject bad ones one by one.
+    ``raw`` is the document's bytes, dead-lettered as they came when the whole is rejected;
+    ``repeats`` says the exact reader decoded it, so an object in it may repeat a key."""
     if isinstance(doc, dict):
         items = doc.get("records")
         if items is None:
             items = doc.get("value") if "@odata.context" in doc else None
         if items is None:
             items = [doc]
+        elif isinstance(doc, _Repeated):  # which of the repeated lists is the event's?
+            err = ParseError("duplicate-key", doc.key, "the envelope names a key twice")
+            out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
+            return
         elif not isinstance(items, list):
             err = ParseError("bad-type", "records", "expected a list")
-            out.rejected.append(Rejected.of(err, orjson.dumps(doc), line))
+            out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
             return
     elif isinstance(doc, list):
         items = doc
     else:
         err = ParseError("not-an-object", "", f"top level is {type(doc).__name__}")
-        out.rejected.append(Rejected.of(err, orjson.dumps(doc), line))
+        out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
         return
     append = out.records.append
     for item in items:
         try:
+            if repeats and (key := _repeated_key(item)) is not None:
+                raise ParseError("duplicate-key", key, "a key named twice", _record_id(item))
             append(normalize(item))
         except ParseError as err:
-            out.rejected.append(Rejected.of(err, orjson.dumps(item), line))
+            out.rejected.append(Rejected.of(err, _serialized(item, raw), line))
+        except Exception as exc:  # a bug must cost this record only
+            out.rejected.append(processing_error(exc, _serialized(item, raw), _record_id(item)))
+
+
+def _record_id(rec: Any) -> str:
+    """The id of a record that could not be read, where it can be told, for the reject."""
+    if not isinstance(rec, dict):
+        return ""
+    props = _top(rec, "properties")
+    rid = (props if isinstance(props, dict) else rec).get("id")
+    return rid if isinstance(rid, str) else ""
 
 
 def normalize(rec: Any) -> Record:
@@ -355,7 +496,9 @@ def _int(value: Any, field_name: str, rid: str) -> int:
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    raise ParseError("bad-type", field_name, f"expected an integer, got {value!r}", rid)
+    raise ParseError(
+        "bad-type", field_name, f"expected an integer, got {type(value).__name__}", rid
+    )
 
 
 def _float(value: Any) -> float | None:
@@ -418,7 +561,7 @@ def _policies(value: Any) -> tuple[PolicyResult, ...]:
     for policy in value:
         if isinstance(policy, dict):
             result = policy.get("result")
-            if result not in POLICY_NOT_APPLIED:
+            if result.__class__ is not str or result not in POLICY_NOT_APPLIED:
                 applied.append(
                     PolicyResult(
                         _str(policy.get("id")), _str(policy.get("displayName")), _str(result)
@@ -459,6 +602,31 @@ def _strings(obj: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     return [v if v.__class__ is str else _str(v) for v in map(obj.get, keys)]
 
 
+SIGNIN_TEXT = (
+    "userId",
+    "userPrincipalName",
+    "userDisplayName",
+    "appDisplayName",
+    "resourceDisplayName",
+    "clientAppUsed",
+    "userAgent",
+    "ipAddress",
+    "conditionalAccessStatus",
+    "riskState",
+    "riskDetail",
+    "authenticationRequirement",
+    "servicePrincipalName",
+    "correlationId",
+    # Identifiers and levels, compared case-insensitively downstream.
+    "appId",
+    "resourceId",
+    "riskLevelDuringSignIn",
+    "riskLevelAggregated",
+    "servicePrincipalId",
+)
+"""The flat string properties of a sign-in, in the order ``assemble`` takes them."""
+
+
 def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, prefix: str) -> SignIn:
     rid = _required_id(props, prefix)
     time = _event_time(rec, props, ("createdDateTime",), prefix, rid)
@@ -488,6 +656,83 @@ def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, pref
         _str_list(props.get("riskEventTypes_v2") or props.get("riskEventTypes")),
         interactive,
         _auth_steps(props.get("authenticationDetails")),
+    )
+
+
+def assemble(
+    text: Sequence[str],
+    rid: str,
+    time: datetime,
+    category: Category,
+    tenant: str,
+    envelope: tuple[str, str, str],
+    location: Location,
+    device: Device,
+    error: tuple[int, str],
+    policies: tuple[PolicyResult, ...],
+    risk_types: tuple[str, ...],
+    interactive: bool,
+    steps: tuple[AuthStep, ...],
+) -> SignIn:
+    """A ``SignIn`` from what the reader took out; ``text`` holds the ``SIGNIN_TEXT``
+    values, ``envelope`` the identity, caller IP and correlation id outside ``properties``,
+    which stand in for their empty counterparts inside."""
+    (
+        user_id,
+        upn,
+        display_name,
+        app_name,
+        resource_name,
+        client_app_used,
+        user_agent,
+        ip,
+        ca_status,
+        risk_state,
+        risk_detail,
+        auth_requirement,
+        sp_name,
+        correlation_id,
+        app_id,
+        resource_id,
+        risk_during,
+        risk_aggregated,
+        sp_id,
+    ) = text
+    identity, caller_ip, caller_correlation = envelope
+    # Positional, in field order: keyword binding of 31 arguments costs ~1 us per sign-in.
+    # tests/test_parse.py::test_every_field_lands_in_its_place guards the order.
+    return SignIn(
+        rid,
+        time,
+        category,
+        tenant,
+        user_id,
+        upn,
+        display_name or identity,
+        app_id.lower(),
+        app_name,
+        resource_id.lower(),
+        resource_name,
+        client_app_used,
+        user_agent,
+        ip or caller_ip,
+        location,
+        device,
+        error[0],
+        error[1],
+        ca_status,
+        policies,
+        risk_during.lower(),
+        risk_aggregated.lower(),
+        risk_state,
+        risk_detail,
+        risk_types,
+        interactive,
+        auth_requirement,
+        steps,
+        sp_id.lower(),
+        sp_name,
+        correlation_id or caller_correlation,
     )
 
 

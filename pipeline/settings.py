@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535)
     """Prometheus ``/metrics``; 0 disables the endpoint."""
     max_event_bytes: int = Field(1024 * 1024, ge=1024)
+    max_deadletter_bytes: int = Field(900 * 1024, ge=4096)
+    """Largest dead letter; a bigger original is cut to its first bytes, with its full length
+    and sha256, so the letter always fits the producer's request limit."""
     batch_events: int = Field(200, ge=1)
     """Raw events ingest takes at once; each take costs one send per signins partition."""
     max_batch_bytes: int = Field(512 * 1024, ge=16 * 1024)
@@ -108,8 +111,14 @@ class Settings(BaseSettings):
     """Failed sends in a row that open a sink's circuit breaker."""
     sink_breaker_cooldown_s: float = Field(60.0, gt=0)
     """How long an open circuit sends nothing before one alert probes the receiver."""
+    file_mode: str = Field("0600", pattern=r"^0?[0-7]{3}$")
+    """Octal mode of files that hold personal data (file-sink alerts, rejects, checkpoints)."""
     pseudonym_key: SecretStr = SecretStr("")
     """Key of the pseudonyms sinks with ``pseudonymize`` emit; keep it as secret as a password."""
+
+    @property
+    def file_mode_bits(self) -> int:
+        return int(self.file_mode, 8)
 
     @property
     def batch_wait_s(self) -> float:
