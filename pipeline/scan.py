@@ -2,7 +2,8 @@
 
 The same parse → enrich → detect path as the streaming worker, in event-time order: all
 inputs are parsed first, then sorted by sign-in time (Event Hubs delivers late batches),
-with risk records applied to the user's state in that same order.
+with risk records applied to the user's state in that same order, a detection never
+before the sign-in it names.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import BinaryIO
 from pipeline.detect import Engine, alert_json
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.policy import Policy
-from pipeline.records import Alert, Record, SignIn
+from pipeline.records import Alert, Record, RiskEvent, SignIn
 from pipeline.risk import RiskBook
 from pipeline.stateful import StateBook
 
@@ -64,6 +65,42 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _in_event_time(records: list[Record]) -> list[Record]:
+    """``records`` in event time, each detection no earlier than the sign-in it names.
+
+    A realtime detection is stamped to the millisecond at its sign-in's moment, which the
+    sign-in has to the tenth of a microsecond, so by time alone it comes first: the sign-in
+    would take on the user's risk raised by its own detection, and the detection would not
+    find its sign-in yet, where the worker sees the sign-in first. Moving the few such
+    detections after sorting keeps the sort itself on a C key (a Python key cost 4%).
+    """
+    records.sort(key=attrgetter("time"))  # stable: delivery order breaks ties
+    detections = [
+        (i, r) for i, r in enumerate(records) if isinstance(r, RiskEvent) and r.request_id
+    ]
+    if not detections:
+        return records
+    wanted = {r.request_id for _, r in detections}
+    signed_in: dict[str, int] = {}
+    for i, r in enumerate(records):
+        if isinstance(r, SignIn) and r.id in wanted:
+            signed_in.setdefault(r.id, i)
+    after: dict[int, list[Record]] = {}
+    for i, detection in detections:
+        j = signed_in.get(detection.request_id, -1)
+        if j > i:
+            after.setdefault(j, []).append(detection)
+    if not after:
+        return records
+    moved = {id(r) for group in after.values() for r in group}
+    out: list[Record] = []
+    for i, r in enumerate(records):
+        if id(r) not in moved:
+            out.append(r)
+        out += after.get(i, ())
+    return out
+
+
 def scan(
     inputs: Iterable[tuple[str, bytes]],
     policy: Policy,
@@ -94,7 +131,7 @@ def _scan(
             stats.rejected[rejected.reason] += 1
             if rejects is not None:
                 rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
-    records.sort(key=attrgetter("time"))  # stable: delivery order breaks ties
+    records = _in_event_time(records)
 
     engine = Engine(policy)
     book, users, addresses = RiskBook(), StateBook(), StateBook()

@@ -40,8 +40,9 @@ def merge(
 ) -> tuple[Incident, bool]:
     """The incident after ``hit`` and whether to emit a version of its alert.
 
-    A continuing pattern re-emits (same id) only when its severity rises or its sign-in
-    count doubles: receivers keep the last version of each id.
+    A continuing pattern re-emits (same id) only when its severity rises, its sign-in count
+    doubles or the hit revises what an earlier one said: receivers keep the last version of
+    each id.
     """
     open_ = previous is not None and hit.about.time - previous.last <= (
         settings.suppression_minutes * 60
@@ -52,11 +53,15 @@ def merge(
         return Incident(new_id, hit.about.time, hit.severity, ids, count, count), True
     known = set(previous.signin_ids)
     fresh = [i for i in hit.signin_ids if i not in known]
-    ids = (previous.signin_ids + tuple(fresh))[: settings.max_signin_ids]
-    count = previous.total + len(fresh)
+    stale = {i for i in hit.replaces or () if i in known and i not in hit.signin_ids}
+    ids = tuple(i for i in previous.signin_ids + tuple(fresh) if i not in stale)
+    ids = ids[: settings.max_signin_ids]
+    count = previous.total + len(fresh) - len(stale)
     severity = max(previous.severity, hit.severity, key=rank_severity)
-    emit = rank_severity(severity) > rank_severity(previous.severity) or (
-        count >= 2 * previous.emitted
+    emit = (
+        hit.replaces is not None
+        or rank_severity(severity) > rank_severity(previous.severity)
+        or count >= 2 * previous.emitted
     )
     last = max(previous.last, hit.about.time)
     incident = Incident(

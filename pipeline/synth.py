@@ -696,8 +696,9 @@ def _everyday(kind: str, laptop: str, phone: str) -> tuple[str, str]:
     return ("owa" if kind == "owa" else "officehome"), laptop
 
 
-def sample_records(seed: int = 7) -> list[Record]:
-    """About 425 records of six hours at contoso: everyday noise plus every demo incident.
+def sample_records(seed: int = 7, start: datetime = _START) -> list[Record]:
+    """About 425 records of six hours at contoso from ``start``: everyday noise plus every
+    demo incident.
 
     Sorted by time, except a few everyday records that arrive minutes late, as late Event Hubs
     batches do. ``INCIDENTS`` names the user (or source IP) of each incident.
@@ -709,8 +710,8 @@ def sample_records(seed: int = 7) -> list[Record]:
     timeline: list[tuple[datetime, int, Record]] = []
     noise: list[Record] = []
 
-    def at(minute: float) -> datetime:  # minutes after 08:00 plus a few seconds of jitter
-        return _START + timedelta(minutes=minute, seconds=rng.uniform(0, 9))
+    def at(minute: float) -> datetime:  # minutes after start plus a few seconds of jitter
+        return start + timedelta(minutes=minute, seconds=rng.uniform(0, 9))
 
     def add(t: datetime, rec: Record, is_noise: bool = False) -> Record:
         timeline.append((t, len(timeline), rec))
@@ -976,6 +977,16 @@ def sample_envelopes(records: Sequence[Record], per_envelope: int = 50) -> list[
     return [
         {"records": list(records[i : i + per_envelope])}
         for i in range(0, len(records), per_envelope)
+    ]
+
+
+def sample_days(days: int, seed: int = 7) -> list[Record]:
+    """Envelopes of ``days`` consecutive sample days (one seed each, so ids stay unique): the
+    same users every day, so state outlives a day as it does in a tenant."""
+    return [
+        envelope
+        for day in range(days)
+        for envelope in sample_envelopes(sample_records(seed + day, _START + timedelta(days=day)))
     ]
 
 

@@ -5,9 +5,15 @@ the fact) arrive minutes to hours after their sign-in, when no sign-in rule can 
 The rule keeps each user's recent sign-ins and joins a detection to its sign-in by
 ``requestId`` (= the sign-in's id), else by ``correlationId`` where that names exactly one
 sign-in, so the alert says which client, address and place the risk was raised on. A
-detection whose sign-in is unknown (too old, not exported, out of order) still alerts, with
-what the detection itself carries. A ``RiskyUsers`` row alerts when the user's state turns
-to ``atRisk`` or ``confirmedCompromised``.
+detection whose sign-in is unknown (too old, not exported, later than ``lateness_minutes``)
+still alerts, with what the detection itself carries. A ``RiskyUsers`` row alerts when the
+user's state turns to ``atRisk`` or ``confirmedCompromised``.
+
+The join does not depend on which of the two comes first, as long as the sign-in is no more
+than ``lateness_minutes`` late: they travel in different categories and envelopes, so the
+worker may well take a realtime detection before its sign-in. A detection not yet joined by
+``requestId`` is kept that long, and the sign-in that completes its join re-sends its alert
+(same id), joined; so ``scan`` and the worker agree however records are batched.
 """
 
 from __future__ import annotations
@@ -51,9 +57,29 @@ def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tup
     state = dict(state or {})
     span = (settings.window_minutes + settings.lateness_minutes) * 60
     admitted = admit(state.get("recent", []), [obs.time, obs.id, obs.encode()], newest, span)
-    if admitted is not None:
-        state["recent"] = admitted[-settings.max_recent :]
-    return state, None
+    if admitted is None:
+        return state, None
+    state["recent"] = admitted[-settings.max_recent :]
+    if "pending" not in state:
+        return state, None
+    pending = _unexpired(state, max(newest, obs.time), settings)
+    hit = None
+    for entry in pending:
+        _, _, correlation_id, joined_id, evidence = entry
+        request_id = evidence["request_id"]
+        if obs.id != request_id and not (correlation_id and obs.correlation_id == correlation_id):
+            continue
+        joined = _join(state["recent"], request_id, correlation_id)
+        if joined is None or joined.id == joined_id:
+            continue  # a join is only ever improved, never undone
+        entry[3] = joined.id
+        # One alert version per step: further detections of this sign-in are in the same
+        # incident, whose alert describes the first of them when they arrive in order too.
+        # what its last version named gives way to this sign-in
+        named = (joined_id or request_id,) if joined_id or request_id else ()
+        hit = hit or _hit(evidence, joined, joined=True)._replace(replaces=named)
+    _keep(state, [entry for entry in pending if not _final(entry)])
+    return state, hit
 
 
 def on_risk(
@@ -65,32 +91,66 @@ def on_risk(
         if event.state not in _RISKY_STATES or previous == event.state:
             return state, None
         about = _from_event(event, event.id)
-        severity: Severity = "critical" if event.state == "confirmedCompromised" else _level(event)
+        severity: Severity = (
+            "critical" if event.state == "confirmedCompromised" else _severity(event.level)
+        )
         summary = f"Identity Protection marked the user {event.state} ({event.level} risk)"
-        evidence = _evidence(event, joined=False)
+        evidence = _evidence(event) | {"joined_signin": False}
         return state, Hit(severity, summary, evidence, (), f"{event.id}@{about.time}", about)
-    joined = _join(state.get("recent", []), event)
-    about = joined or _from_event(event, event.request_id or event.id)
-    where = f" on the sign-in from {about.ip}" if about.ip else ""
-    summary = (
-        f"{event.event_type or 'risk'} detected{where} "
-        f"({event.level} risk, {event.timing or 'unknown'} timing)"
-    )
-    ids = (joined.id,) if joined else (event.request_id,) if event.request_id else ()
-    return state, Hit(
-        _level(event), summary, _evidence(event, joined is not None), ids, event.id, about
-    )
+    joined = _join(state.get("recent", []), event.request_id, event.correlation_id)
+    evidence = _evidence(event)
+    t = event.time.timestamp()
+    pending = _unexpired(state, max(newest, t), settings)
+    entry = [t, event.id, event.correlation_id, joined.id if joined else "", evidence]
+    if not _final(entry):
+        pending = admit(pending, entry, newest, settings.lateness_minutes * 60) or pending
+    _keep(state, pending[-settings.max_recent :])
+    if joined is not None:
+        return state, _hit(evidence, joined, joined=True)
+    return state, _hit(evidence, _from_event(event, event.request_id or event.id), joined=False)
 
 
-def _join(recent: list[list[Any]], event: RiskEvent) -> Observation | None:
-    by_id = [e for e in recent if event.request_id and e[1] == event.request_id]
-    if not by_id and event.correlation_id:
-        by_id = [
-            e for e in recent if Observation.decode(e[2]).correlation_id == event.correlation_id
-        ]
+def _unexpired(state: dict[str, Any], newest: float, settings: Settings) -> list[list[Any]]:
+    """Detections not joined by ``requestId`` whose sign-in may still arrive in time."""
+    horizon = newest - settings.lateness_minutes * 60
+    return [entry for entry in state.get("pending", []) if entry[0] >= horizon]
+
+
+def _final(entry: list[Any]) -> bool:
+    """Joined by ``requestId``: no sign-in that arrives later can be a better join."""
+    request_id = entry[4]["request_id"]
+    return bool(request_id) and entry[3] == request_id
+
+
+def _keep(state: dict[str, Any], pending: list[list[Any]]) -> None:
+    if pending:
+        state["pending"] = pending
+    else:
+        state.pop("pending", None)
+
+
+def _join(recent: list[list[Any]], request_id: str, correlation_id: str) -> Observation | None:
+    by_id = [e for e in recent if request_id and e[1] == request_id]
+    if not by_id and correlation_id:
+        by_id = [e for e in recent if Observation.decode(e[2]).correlation_id == correlation_id]
         if len(by_id) != 1:
             return None
     return Observation.decode(by_id[0][2]) if by_id else None
+
+
+def _hit(evidence: dict[str, Any], about: Observation, joined: bool) -> Hit:
+    """A detection's alert from what the rule keeps of it, so a detection that waited for
+    its sign-in reads as if the sign-in had come first."""
+    where = f" on the sign-in from {about.ip}" if about.ip else ""
+    summary = (
+        f"{evidence['risk_event_type'] or 'risk'} detected{where} "
+        f"({evidence['risk_level']} risk, {evidence['detection_timing'] or 'unknown'} timing)"
+    )
+    ids = (about.id,) if joined or evidence["request_id"] else ()
+    severity = _severity(evidence["risk_level"])
+    anchor = str(evidence["detection_id"])
+    evidence = evidence | {"joined_signin": joined}
+    return Hit(severity, summary, evidence, ids, anchor, about)
 
 
 def _from_event(event: RiskEvent, signin_id: str) -> Observation:
@@ -111,11 +171,12 @@ def _from_event(event: RiskEvent, signin_id: str) -> Observation:
     )
 
 
-def _level(event: RiskEvent) -> Severity:
-    return {"high": "high", "medium": "medium", "low": "low"}.get(event.level, "medium")  # type: ignore[return-value]
+def _severity(level: str) -> Severity:
+    return {"high": "high", "medium": "medium", "low": "low"}.get(level, "medium")  # type: ignore[return-value]
 
 
-def _evidence(event: RiskEvent, joined: bool) -> dict[str, object]:
+def _evidence(event: RiskEvent) -> dict[str, Any]:
+    """JSON-ready, so a detection waiting for its sign-in keeps it in the rule's state."""
     return {
         "detection_id": event.id,
         "category": event.category.value,
@@ -125,7 +186,6 @@ def _evidence(event: RiskEvent, joined: bool) -> dict[str, object]:
         "risk_detail": event.detail,
         "detection_timing": event.timing,
         "request_id": event.request_id,
-        "joined_signin": joined,
     }
 
 
@@ -164,6 +224,12 @@ RULE = StatefulRule(
             "offline detection joined by requestId",
             1,
             ((0, _SIGNIN), (45, _detection(requestId=_SIGNIN["id"], riskLevel="high"))),
+            severity="high",
+        ),
+        Scenario(
+            "realtime detection delivered before its sign-in is one alert",
+            1,
+            ((0, _detection(requestId=_SIGNIN["id"], riskLevel="high")), (0, _SIGNIN)),
             severity="high",
         ),
         Scenario(

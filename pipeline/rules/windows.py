@@ -106,6 +106,10 @@ class Hit(NamedTuple):
     """Names the incident: the first sign-in (or detection) of the pattern."""
     about: Observation
     """The sign-in the alert describes (time, client, place)."""
+    replaces: tuple[str, ...] | None = None
+    """Set when the hit says better what an earlier hit of its incident said (a detection
+    joined to its sign-in once that arrived): the sign-in ids that hit named. Worth a new
+    alert version though nothing grew, and the ids it named no longer count."""
 
 
 class StatefulSettings(RuleSettings):
