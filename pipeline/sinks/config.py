@@ -101,6 +101,14 @@ class FileConfig(SinkBase):
     facility: int = Field(13, ge=0, le=23)
     app_name: str = "signin-risk"
     hostname: str = ""
+    mode: str | None = Field(None, pattern=r"^0?[0-7]{3}$")
+    """Octal mode of the file (alerts carry users and addresses); None:
+    ``SIGNIN_RISK_FILE_MODE`` (0600). A shipper running as another user needs e.g. 0640
+    and a shared group, not a world-readable file."""
+
+    @property
+    def mode_bits(self) -> int | None:
+        return None if self.mode is None else int(self.mode, 8)
 
 
 class EventHubConfig(SinkBase):

@@ -4,7 +4,8 @@ demo writes so a newcomer can read CEF without a syslog server.
 
 A line is an RFC 5424 message (as the syslog sink sends it) or just the formatted alert.
 Newlines inside an alert are escaped by every format, so one line is one alert. The file is
-flushed and fsynced per batch before the forwarder commits.
+flushed and fsynced per batch before the forwarder commits. It is opened per batch with the
+sink's private mode, so a file a shipper rotated away is recreated private too.
 """
 
 from __future__ import annotations
@@ -14,18 +15,27 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline.files import open_private
 from pipeline.formats import line
+from pipeline.settings import Settings
 from pipeline.sinks import Alert, Refusal
 from pipeline.sinks.config import FileConfig
 from pipeline.sinks.syslog import Rfc5424
 
 
 class FileSink:
-    def __init__(self, name: str, config: FileConfig) -> None:
+    def __init__(self, name: str, config: FileConfig, default_mode: int | None = None) -> None:
+        """``default_mode`` applies when the config names no ``mode``; without either, the
+        mode is ``SIGNIN_RISK_FILE_MODE`` read from the environment."""
         self.name = name
         self.max_batch = config.max_batch
         self._path = Path(config.path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        mode = config.mode_bits if config.mode_bits is not None else default_mode
+        if mode is None:
+            mode = Settings().file_mode_bits
+        self._mode = mode
+        open_private(self._path, mode, append=True).close()  # private before the first alert
         fmt = config.format
         self._encode: Callable[[Alert], bytes] = (
             Rfc5424(fmt, config.facility, config.hostname, config.app_name)
@@ -39,7 +49,7 @@ class FileSink:
         return []
 
     def _append(self, data: bytes) -> None:
-        with self._path.open("ab") as out:
+        with open_private(self._path, self._mode, append=True) as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

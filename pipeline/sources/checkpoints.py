@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.eventhub.aio import CheckpointStore
 
+from pipeline.files import DEFAULT_MODE, SQLITE_SIDECARS, make_private
 from pipeline.settings import Settings
 
 _SCHEMA = """
@@ -36,10 +37,15 @@ class SqliteCheckpointStore(CheckpointStore):
 
     Ownership times are epoch seconds (floats): the SDK's load balancer adds a timeout to
     them, whatever its docstring says.
+
+    The file gets ``mode`` (``SIGNIN_RISK_FILE_MODE``) before SQLite opens it, because
+    SQLite creates its journal and WAL with the database file's mode and would otherwise
+    create all of them 0644.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mode: int = DEFAULT_MODE) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_private(path, mode, SQLITE_SIDECARS)
         # The SDK calls the store from one event loop; short writes, so no thread pool.
         self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10)
         self._db.executescript(_SCHEMA)
@@ -112,7 +118,7 @@ class SqliteCheckpointStore(CheckpointStore):
 def checkpoint_store(settings: Settings) -> Any:
     """The configured store; Blob with a connection string or with Entra ID."""
     if settings.eventhub_checkpoint_store == "sqlite":
-        return SqliteCheckpointStore(settings.eventhub_checkpoint_path)
+        return SqliteCheckpointStore(settings.eventhub_checkpoint_path, settings.file_mode_bits)
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
     secret = settings.eventhub_blob_connection_string.get_secret_value()
