@@ -8,11 +8,14 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from pipeline.files import open_private
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.policy import PolicyError, load_policy
+from pipeline.procs import Interrupted, interrupt_on_signals
 from pipeline.settings import STAGES, Settings
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
@@ -41,8 +44,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for path in args.paths:
         if path != "-" and not Path(path).is_file():
             return _fail(f"{path}: no such file")
+    mode = _settings().file_mode_bits
     try:
-        rejects = open(args.rejects, "wb") if args.rejects else None  # noqa: SIM115
+        rejects = open_private(args.rejects, mode) if args.rejects else None
     except OSError as exc:
         return _fail(f"{args.rejects}: cannot write rejects: {exc.strerror}")
     try:
@@ -89,8 +93,6 @@ def _settings() -> Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
-
     from pipeline import metrics
     from pipeline.app import create_app
 
@@ -109,9 +111,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # nothing. Freezing what startup built and collecting rarely gave the worker ~25% more.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it cleanly.
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it, cleanly
+    # unless the broker is gone (see _worker_class).
+    _worker_class()(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return 0
+
+
+def _worker_class() -> type[Any]:
+    import faust
+
+    from pipeline.procs import FORCE_EXIT_S, exit_after
+
+    class Worker(faust.Worker):
+        """Faust's stop commits and closes; with the broker gone, aiokafka's fetcher retries
+        forever and the stop never ends. Offsets are committed only for acknowledged
+        output, so leaving without the last commit loses nothing: it repeats some work."""
+
+        armed = False
+
+        def _schedule_shutdown(self, signal: Any) -> None:  # mode's SIGTERM/SIGINT handler
+            if not self.armed:
+                self.armed = True
+                exit_after(FORCE_EXIT_S, "the worker")
+            super()._schedule_shutdown(signal)
+
+    return Worker
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -133,7 +157,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for path in args.paths:
         if path != "-" and not Path(path).is_file():
             return _fail(f"{path}: no such file")
-    stats = replay(args.paths, _settings(), rate=args.rate, progress=not args.quiet)
+    try:
+        with interrupt_on_signals():
+            stats = replay(args.paths, _settings(), rate=args.rate, progress=not args.quiet)
+    except Interrupted as exc:
+        print(f"signin-risk: replay stopped by {exc} before it finished", file=sys.stderr)
+        return exc.exit_code
     print(
         f"replayed {stats.messages} message(s), {stats.bytes} bytes in {stats.seconds:.2f} s",
         file=sys.stderr,
@@ -215,18 +244,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             load_policy(args.policy)
         except PolicyError as exc:
             return _fail(str(exc))
-    alerts_out = open(args.alerts_out, "wb") if args.alerts_out else None  # noqa: SIM115
+    settings = _settings()
+    alerts_out = open_private(args.alerts_out, settings.file_mode_bits) if args.alerts_out else None
     try:
-        return run_demo(
-            args.paths or [str(SAMPLE)],
-            args.policy,
-            alerts_out,
-            args.follow,
-            metrics_port=_settings().metrics_port,
-            cef_out=args.cef_out,
-        )
-    except KeyboardInterrupt:
-        return 130
+        # SIGTERM too: the broker and worker are in sessions of their own, and only the
+        # demo's own cleanup stops them.
+        with interrupt_on_signals():
+            return run_demo(
+                args.paths or [str(SAMPLE)],
+                args.policy,
+                alerts_out,
+                args.follow,
+                metrics_port=settings.metrics_port,
+                cef_out=args.cef_out,
+            )
+    except Interrupted as exc:
+        return exc.exit_code
     finally:
         if alerts_out is not None:
             alerts_out.close()

@@ -7,7 +7,9 @@ read was delivered or refused for good. A refused alert (the receiver's 4xx) goe
 sink's dead-letter topic with the reason and its bytes. A failed send is retried with
 exponential backoff and jitter; after ``sink_breaker_failures`` failures in a row the
 circuit opens: nothing is sent for ``sink_breaker_cooldown_s``, then a single alert probes
-the receiver before full batches resume.
+the receiver before full batches resume. A stop (SIGTERM) cuts every wait short, including
+the wait for Kafka at start: a send or commit in flight gets ``FLUSH_S`` to finish, and
+alerts not committed are simply read again by the next forwarder.
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError as AdminError
 
 from pipeline import metrics
 from pipeline.parse import Rejected
 from pipeline.privacy import restrict
-from pipeline.procs import stop_on_signals
+from pipeline.procs import (
+    FLUSH_S,
+    Deadline,
+    Stopped,
+    in_thread,
+    pause,
+    start_kafka,
+    stop_on_signals,
+    unless_stopped,
+)
 from pipeline.settings import Settings
 from pipeline.sinks import Alert, Refusal, SendError, Sink
 from pipeline.sinks.config import SinkBase
@@ -105,21 +116,16 @@ class _Delivery:
             offset=message.offset,
             time=datetime.now(UTC).isoformat(),
         )
-        await self.producer.send_and_wait(
+        sent = self.producer.send_and_wait(
             sink_deadletter(self.settings, self.sink.name), record, key=message.key
         )
+        await unless_stopped(sent, self.stopping, FLUSH_S)
         metrics.SINK_DEADLETTERED.labels(self.sink.name).inc()
 
-    async def _wait(self, seconds: float) -> bool:
-        """Sleep unless stopping; False when the forwarder is stopping."""
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            return True
-        return False
-
     async def deliver(self) -> bool:
-        """Empty ``pending`` into the sink; False if stopped first (nothing is committed)."""
+        """Empty ``pending`` into the sink; False if stopped first (nothing is committed).
+
+        Raises ``Stopped`` when a stop cut a dead letter short."""
         name = self.sink.name
         gauge = metrics.SINK_BUFFER.labels(name)
         while self.pending:
@@ -127,7 +133,7 @@ class _Delivery:
             state = self.breaker.state(time.monotonic())
             metrics.SINK_CIRCUIT_OPEN.labels(name).set(state != "closed")
             if state == "open":
-                if not await self._wait(self.breaker.remaining(time.monotonic())):
+                if not await pause(self.stopping, self.breaker.remaining(time.monotonic())):
                     return False
                 continue
             size = 1 if state == "half-open" else self.sink.max_batch
@@ -136,8 +142,11 @@ class _Delivery:
             error: Exception | None = None
             refused: tuple[Refusal, ...] | list[Refusal] = ()
             try:
-                refused = await self.sink.send([p.alert for p in batch])
+                sending = self.sink.send([p.alert for p in batch])
+                refused = await unless_stopped(sending, self.stopping, FLUSH_S)
                 done = len(batch)
+            except Stopped:  # cancelled mid-send: whatever reached the receiver comes again
+                return False
             except SendError as exc:
                 error, done, refused = exc, exc.done, exc.refused
             except Exception as exc:  # any receiver failure: keep the alerts and retry
@@ -156,7 +165,7 @@ class _Delivery:
             self.delay = min(max(self.delay * 2, 0.2), self.settings.sink_backoff_max_s)
             wait = self.delay * random.uniform(0.5, 1.5)
             log.warning("sink %s failed (%s); retrying in %.1f s", name, error, wait)
-            if not await self._wait(wait):
+            if not await pause(self.stopping, wait):
                 return False
             metrics.SINK_RETRIES.labels(name).inc()
         gauge.set(0)
@@ -187,13 +196,68 @@ async def forward(
     config: SinkBase,
     stopping: asyncio.Event | None = None,
 ) -> None:
-    """Deliver the alerts topic to ``sink`` until ``stopping`` (or SIGTERM/SIGINT)."""
+    """Deliver the alerts topic to ``sink`` until ``stopping`` (or SIGTERM/SIGINT). While
+    Kafka is unreachable at start it retries with backoff."""
     controls = _controls(settings, config)
     if stopping is None:
-        stopping = stop_on_signals()
-    consumer = AIOKafkaConsumer(
+        stopping = stop_on_signals(f"the forwarder of sink {sink.name}")
+    closing = Deadline()
+    what = f"the forwarder of sink {sink.name}"
+    producer = consumer = None
+    try:
+        producer = await start_kafka(lambda: _producer(settings), stopping, what)
+        if producer is None:
+            return
+        await _create_deadletter(settings, sink.name, stopping)
+        consumer = await start_kafka(lambda: _consumer(settings, sink.name, config), stopping, what)
+        if consumer is None:
+            return
+        breaker = Breaker(settings.sink_breaker_failures, settings.sink_breaker_cooldown_s)
+        delivery = _Delivery(settings, sink, producer, stopping, breaker)
+        await _run(consumer, delivery, controls, config.buffer)
+    except Stopped:
+        pass
+    finally:
+        if consumer is not None:
+            await closing.close(consumer.stop(), "closing the Kafka consumer")
+        if producer is not None:
+            await closing.close(producer.stop(), "closing the Kafka producer")
+        await closing.close(sink.close(), f"closing sink {sink.name}")
+
+
+async def _run(
+    consumer: AIOKafkaConsumer,
+    delivery: _Delivery,
+    controls: Callable[[Alert], Alert],
+    buffer: int,
+) -> None:
+    """Read, deliver, commit, until stopped; raises ``Stopped`` from a cut-short step."""
+    stopping = delivery.stopping
+    while not stopping.is_set():
+        batches = await consumer.getmany(timeout_ms=200, max_records=buffer)
+        for message in (m for messages in batches.values() for m in messages):
+            alert = _decode(message.value)
+            if isinstance(alert, str):
+                await delivery.dead_letter(message, "invalid-json", alert)
+            else:
+                delivery.pending.append(_Pending(message, controls(alert)))
+        if not batches or not await delivery.deliver():
+            continue
+        # Delivered: the commit may take FLUSH_S more when a stop comes meanwhile, so the
+        # next forwarder does not send these again.
+        await unless_stopped(consumer.commit(), stopping, FLUSH_S)
+
+
+def _producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        acks="all", compression_type=settings.compression_type, **settings.aiokafka_config()
+    )
+
+
+def _consumer(settings: Settings, sink: str, config: SinkBase) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
         settings.topic("alerts"),
-        group_id=sink_group(settings, sink.name),
+        group_id=sink_group(settings, sink),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -203,31 +267,13 @@ async def forward(
         max_poll_interval_ms=HOLD_MS,
         **settings.aiokafka_config(),
     )
-    producer = AIOKafkaProducer(
-        acks="all", compression_type=settings.compression_type, **settings.aiokafka_config()
-    )
-    deadletter = TopicSpec(sink_deadletter(settings, sink.name), settings.partitions, False)
+
+
+async def _create_deadletter(settings: Settings, sink: str, stopping: asyncio.Event) -> None:
+    """Create the sink's dead-letter topic if missing; kafka-python's admin client blocks,
+    so it runs in a thread a stop can walk away from."""
+    spec = TopicSpec(sink_deadletter(settings, sink), settings.partitions, False)
     try:
-        await asyncio.to_thread(create_topics, settings, specs=[deadletter])
-    except KafkaError as exc:  # e.g. Event Hubs' Kafka endpoint: create the hub beforehand
-        log.warning("cannot create %s (%s); it must exist already", deadletter.name, exc)
-    breaker = Breaker(settings.sink_breaker_failures, settings.sink_breaker_cooldown_s)
-    delivery = _Delivery(settings, sink, producer, stopping, breaker)
-    await producer.start()
-    await consumer.start()
-    try:
-        while not stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=config.buffer)
-            for message in (m for messages in batches.values() for m in messages):
-                alert = _decode(message.value)
-                if isinstance(alert, str):
-                    await delivery.dead_letter(message, "invalid-json", alert)
-                else:
-                    delivery.pending.append(_Pending(message, controls(alert)))
-            if not batches or not await delivery.deliver():
-                continue
-            await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await sink.close()
+        await unless_stopped(in_thread(lambda: create_topics(settings, specs=[spec])), stopping)
+    except AdminError as exc:  # e.g. Event Hubs' Kafka endpoint: create the hub beforehand
+        log.warning("cannot create %s (%s); it must exist already", spec.name, exc)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -15,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from azure.eventhub import EventData
 from eventhub_peer import EventHubPeer
 from kafka import KafkaProducer
 from pydantic import SecretStr
@@ -22,8 +25,9 @@ from test_streaming import SAMPLE, differences, last_versions, metric_sum, reade
 
 from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.demo import embedded_settings
-from pipeline.procs import spawn, terminate
+from pipeline.procs import FLUSH_S, spawn, terminate
 from pipeline.settings import Settings
+from pipeline.sources.eventhub import Bridge
 from pipeline.topics import create_topics
 
 Spawn = Callable[[str, Settings], subprocess.Popen[bytes]]
@@ -236,3 +240,79 @@ def test_an_event_hubs_outage_delays_alerts_and_loses_none(
     wait_for("every alert on the hub", lambda: {a["id"] for a in hub_alerts(peer)} == set(ids), 90)
     assert metric_sum(settings.metrics_port, "signin_risk_sink_failures_total") >= 1
     assert metric_sum(settings.metrics_port, "signin_risk_sink_sent_total") >= len(ids)
+
+
+class _Context:
+    """The SDK's partition context as the bridge uses it: an id and the checkpoint call."""
+
+    partition_id = "0"
+
+    def __init__(self) -> None:
+        self.checkpoints: list[EventData] = []
+
+    async def update_checkpoint(self, event: EventData) -> None:
+        self.checkpoints.append(event)
+
+
+class _Producer:
+    """``send`` as aiokafka's: a future per message, resolved by ``ack`` or failed."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.sends = 0
+        self.pending: list[asyncio.Future[None]] = []
+
+    async def send(self, topic: str, **_: Any) -> asyncio.Future[None]:
+        self.sends += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            future.set_exception(KafkaConnectionError("broker down"))
+        else:
+            self.pending.append(future)
+        return future
+
+    def ack(self) -> None:
+        for future in self.pending:
+            future.set_result(None)
+
+
+def _on_batch_until_stopped(
+    producer: _Producer, stop_when: Callable[[], bool], after_stop: Callable[[], object] = int
+) -> tuple[_Context, float]:
+    """Run one batch through ``Bridge.on_batch``, stop once ``stop_when``; (context, seconds
+    from the stop to the callback's return)."""
+
+    async def scenario() -> tuple[_Context, float]:
+        stopping = asyncio.Event()
+        bridge = Bridge(Settings(), producer, stopping)
+        context = _Context()
+        events = [EventData(b'{"records": []}') for _ in range(3)]
+        task = asyncio.create_task(bridge.on_batch(context, events))  # type: ignore[arg-type]
+        while not stop_when():
+            await asyncio.sleep(0.01)
+        stopping.set()
+        stopped = time.monotonic()
+        after_stop()
+        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(bridge.idle(), 0.1)
+        return context, time.monotonic() - stopped
+
+    return asyncio.run(scenario())
+
+
+def test_a_stop_cuts_the_bridges_kafka_backoff_short_and_checkpoints_nothing() -> None:
+    producer = _Producer(fail=True)
+    context, seconds = _on_batch_until_stopped(producer, lambda: producer.sends >= 6)  # 2 tries
+    assert seconds < 0.1 and context.checkpoints == []
+
+
+def test_a_batch_kafka_never_acknowledges_is_given_up_after_the_flush_grace() -> None:
+    producer = _Producer(fail=False)
+    context, seconds = _on_batch_until_stopped(producer, lambda: producer.sends == 3)
+    assert FLUSH_S <= seconds < FLUSH_S + 0.2 and context.checkpoints == []
+
+
+def test_a_batch_acknowledged_during_the_stop_is_still_checkpointed() -> None:
+    producer = _Producer(fail=False)
+    context, seconds = _on_batch_until_stopped(producer, lambda: producer.sends == 3, producer.ack)
+    assert seconds < 0.1 and len(context.checkpoints) == 1

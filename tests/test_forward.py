@@ -4,16 +4,20 @@ or dead-lettered; failures back off, open the circuit, and lose nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from _pytest.logging import LogCaptureFixture
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from test_streaming import consume
 
-from pipeline.forward import Breaker, forward, sink_deadletter
+from pipeline.broker import free_port
+from pipeline.forward import Breaker, forward, sink_deadletter, sink_group
+from pipeline.procs import FLUSH_S, STOP_WITHIN_S
 from pipeline.settings import Settings
 from pipeline.sinks import Alert, Refusal, SendError
 from pipeline.sinks.config import SinkBase, SyslogConfig
@@ -225,3 +229,64 @@ def test_breaker_states_follow_failures_and_time() -> None:
     assert breaker.state(13.0) == "open" and breaker.remaining(13.0) == 9.0
     breaker.success()
     assert breaker.state(13.0) == "closed" and breaker.remaining(13.0) == 0.0
+
+
+def _stop_after(
+    settings: Settings, sink: FlakySink, ready: Callable[[], bool], timeout_s: float = 30
+) -> float:
+    """Forward until ``ready``, then stop: seconds from the stop to ``forward`` returning."""
+
+    async def main() -> float:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(forward(settings, sink, CONFIG, stopping))
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert not task.done(), task
+            assert time.monotonic() < deadline, "never ready"
+            await asyncio.sleep(0.02)
+        stopping.set()
+        stopped = time.monotonic()
+        await asyncio.wait_for(task, STOP_WITHIN_S)
+        return time.monotonic() - stopped
+
+    return asyncio.run(main())
+
+
+def test_a_forwarder_waiting_for_a_dead_broker_stops_at_once(caplog: LogCaptureFixture) -> None:
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", metrics_port=0)
+    retries = lambda: "retrying in 1.0 s" in caplog.text  # noqa: E731 - in its second backoff
+    seconds = _stop_after(settings, FlakySink("dead-broker"), retries)
+    assert seconds < 0.2
+
+
+class HangingSink(FlakySink):
+    """A receiver that accepts the connection and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__("hanging")
+        self.started = asyncio.Event()
+
+    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        self.started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+def test_a_send_that_never_returns_is_abandoned_on_stop_uncommitted(
+    kafka_settings: Settings,
+) -> None:
+    create_topics(kafka_settings)
+    produce_alerts(kafka_settings, ["a", "b"])
+    hanging = HangingSink()
+    seconds = _stop_after(kafka_settings, hanging, hanging.started.is_set)
+    assert FLUSH_S <= seconds < FLUSH_S + 1.0
+    group = KafkaConsumer(
+        bootstrap_servers=kafka_settings.kafka_bootstrap,
+        group_id=sink_group(kafka_settings, "hanging"),
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = [TopicPartition(kafka_settings.topic("alerts"), p) for p in range(4)]
+        assert [group.committed(tp) for tp in partitions] == [None] * 4  # read again later
+    finally:
+        group.close()

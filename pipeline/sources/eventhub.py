@@ -4,8 +4,10 @@ Each event's body goes to ``raw`` unchanged, so ingest and its dead-letter path 
 what Event Hubs delivered. A partition's checkpoint moves only after Kafka acknowledged
 every event up to it; while Kafka is down the batch is retried and nothing is checkpointed,
 so a restart replays at most what was sent but not yet checkpointed (duplicates, never
-gaps). Event Hubs partition ``p`` goes to raw partition ``p mod raw_partitions``, which keeps
-each partition's order.
+gaps). A stop (SIGTERM) cuts every backoff short: a batch Kafka acknowledges within
+``FLUSH_S`` is still checkpointed, any other is left to be read again. Event Hubs
+partition ``p`` goes to raw partition ``p mod raw_partitions``, which keeps each
+partition's order.
 """
 
 from __future__ import annotations
@@ -25,13 +27,22 @@ from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, P
 from pydantic import SecretStr
 
 from pipeline import metrics
-from pipeline.procs import stop_on_signals
+from pipeline.procs import (
+    FLUSH_S,
+    RETRY_MAX_S,
+    Deadline,
+    Stopped,
+    bounded,
+    pause,
+    start_kafka,
+    stop_on_signals,
+    unless_stopped,
+)
 from pipeline.settings import Settings
 from pipeline.sources.checkpoints import checkpoint_store
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client", EventHubConsumerClient, EventHubProducerClient)
-RETRY_MAX_S = 30.0
 RawMessage = tuple[bytes, bytes, list[tuple[str, bytes]]]
 """Key, value and headers of one event on the raw topic."""
 
@@ -92,28 +103,52 @@ def event_body(event: EventData) -> bytes:
 class Bridge:
     """The per-batch callback and its state: what was produced, per partition."""
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, settings: Settings, producer: AIOKafkaProducer, stopping: asyncio.Event
+    ) -> None:
         self._producer = producer
         self._topic = settings.topic("raw")
         self._raw_partitions = settings.raw_partitions
         self.produced: dict[str, int] = {}
         """Partition id -> last sequence number Kafka acknowledged."""
-        self.stopping = asyncio.Event()
+        self.stopping = stopping
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def on_batch(self, context: PartitionContext, events: Sequence[EventData]) -> None:
-        if not events:
-            return
+        if not events or self.stopping.is_set():
+            return  # not checkpointed: read again after a restart
+        self._busy += 1
+        self._idle.clear()
+        try:
+            await self._forward(context, events)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Until no batch is being forwarded: a stop waits for these before closing."""
+        await self._idle.wait()
+
+    async def _forward(self, context: PartitionContext, events: Sequence[EventData]) -> None:
         partition_id = context.partition_id
         target = int(partition_id) % self._raw_partitions if partition_id.isdigit() else None
         messages = [raw_message(event, partition_id) for event in events]
         delay = 0.5
         while True:
             try:
-                await self._produce(messages, target)
+                await unless_stopped(self._produce(messages, target), self.stopping, FLUSH_S)
                 break
+            except Stopped:
+                log.info(
+                    "stopping: %d event(s) of partition %s not acknowledged, not checkpointed",
+                    len(events),
+                    partition_id,
+                )
+                return
             except KafkaError as exc:
-                if self.stopping.is_set():
-                    raise
                 metrics.BRIDGE_RETRIES.inc()
                 log.warning(
                     "Kafka did not take %d event(s) of partition %s (%s); retrying in %.1f s",
@@ -122,12 +157,17 @@ class Bridge:
                     type(exc).__name__,
                     delay,
                 )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                if not await pause(self.stopping, delay * random.uniform(0.8, 1.2)):
+                    log.info("stopping: partition %s not checkpointed past it", partition_id)
+                    return
                 delay = min(delay * 2, RETRY_MAX_S)
         self.produced[partition_id] = events[-1].sequence_number or 0
         metrics.BRIDGE_EVENTS.inc(len(events))
         metrics.BRIDGE_BYTES.inc(sum(len(value) for _, value, _ in messages))
-        await context.update_checkpoint(events[-1])
+        try:  # acknowledged: worth checkpointing even while stopping, if the store answers
+            await unless_stopped(context.update_checkpoint(events[-1]), self.stopping, FLUSH_S)
+        except Stopped:
+            log.warning("checkpoint of partition %s not stored before the stop", partition_id)
 
     async def _produce(self, messages: list[RawMessage], partition: int | None) -> None:
         """Send all, then wait for every acknowledgement: the checkpoint waits on this."""
@@ -154,37 +194,49 @@ async def _watch_lag(client: EventHubConsumerClient, bridge: Bridge, interval_s:
         await asyncio.sleep(interval_s)
 
 
-async def _start_producer(settings: Settings, stopping: asyncio.Event) -> AIOKafkaProducer:
-    """A started producer; waits (with backoff) while Kafka is unreachable."""
-    delay = 0.5
-    while True:
-        producer = AIOKafkaProducer(
-            acks="all",
-            linger_ms=5,
-            max_request_size=settings.max_event_bytes + 64 * 1024,
-            compression_type=settings.compression_type,
-            **settings.aiokafka_config(),
-        )
-        try:
-            await producer.start()
-            return producer
-        except KafkaError as exc:
-            await producer.stop()
-            if stopping.is_set():
-                raise
-            log.warning("Kafka unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+def _producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        acks="all",
+        linger_ms=5,
+        max_request_size=settings.max_event_bytes + 64 * 1024,
+        compression_type=settings.compression_type,
+        **settings.aiokafka_config(),
+    )
 
 
 async def run_bridge(settings: Settings, stopping: asyncio.Event | None = None) -> None:
     """Read every partition of the hub into the raw topic until ``stopping`` is set (by
-    default: SIGTERM or SIGINT)."""
+    default: SIGTERM or SIGINT). While Kafka is unreachable at start it retries with
+    backoff, before it claims any partition."""
     if stopping is None:
-        stopping = stop_on_signals()
+        stopping = stop_on_signals("the bridge")
+    started = time.monotonic()
+    closing = Deadline()
     store = checkpoint_store(settings)
-    producer = await _start_producer(settings, stopping)
-    bridge = Bridge(settings, producer)
+    producer = None
+    try:
+        producer = await start_kafka(lambda: _producer(settings), stopping, "the bridge")
+        if producer is None:
+            log.info("bridge stopped before Kafka was reachable")
+        else:
+            await _bridge(settings, stopping, store, producer, closing)
+    finally:
+        if producer is not None:
+            await closing.close(producer.stop(), "closing the Kafka producer")
+        if hasattr(store, "close"):
+            await closing.close(_maybe_await(store.close()), "closing the checkpoint store")
+    log.info("bridge stopped after %.0f s", time.monotonic() - started)
+
+
+async def _bridge(
+    settings: Settings,
+    stopping: asyncio.Event,
+    store: Any,
+    producer: AIOKafkaProducer,
+    closing: Deadline,
+) -> None:
+    """Receive until stopped; then let in-flight batches finish and close the hub client."""
+    bridge = Bridge(settings, producer, stopping)
     client = eventhub_client(
         EventHubConsumerClient,
         settings.eventhub_connection_string,
@@ -203,20 +255,17 @@ async def run_bridge(settings: Settings, stopping: asyncio.Event | None = None) 
         )
     )
     lag = asyncio.create_task(_watch_lag(client, bridge, settings.eventhub_lag_interval_s))
-    started = time.monotonic()
     stop = asyncio.create_task(stopping.wait())
     await asyncio.wait([receiving, stop], return_when=asyncio.FIRST_COMPLETED)
-    bridge.stopping.set()
+    stopping.set()  # also when the receiver ended by itself: batches in flight give up
+    stop.cancel()
     lag.cancel()
-    await client.close()
+    await bounded(bridge.idle(), FLUSH_S + 0.2, "batches in flight")
+    await closing.close(client.close(), "closing the Event Hubs client")
     receiving.cancel()
     await asyncio.gather(receiving, lag, return_exceptions=True)
-    await producer.stop()
-    if hasattr(store, "close"):
-        await _maybe_await(store.close())
-    if receiving.done() and not receiving.cancelled() and receiving.exception():
+    if not receiving.cancelled() and receiving.exception():
         raise RuntimeError("the Event Hubs receiver stopped") from receiving.exception()
-    log.info("bridge stopped after %.0f s", time.monotonic() - started)
 
 
 async def _maybe_await(value: Any) -> None:

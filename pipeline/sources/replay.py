@@ -31,6 +31,7 @@ from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 from tqdm import tqdm
 
+from pipeline.procs import FLUSH_S
 from pipeline.settings import Settings
 from pipeline.topics import admin_client
 
@@ -84,6 +85,8 @@ def replay(
     (see ``records_in_line``), averaged from the start: a pause never leads to a burst
     larger than what was missed. Raises ``ReplayError`` if the topic is missing or any
     message failed; ``FileNotFoundError`` before sending anything if a path is missing.
+    A ``KeyboardInterrupt`` (a stop signal) leaves at once, giving what was already sent
+    ``FLUSH_S`` to be acknowledged.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -113,6 +116,7 @@ def replay(
     )
     messages = records = sent_bytes = skipped = 0
     start = time.monotonic()
+    close_s = 10.0
     try:
         for path in paths:
             file_start = sent_bytes
@@ -140,9 +144,12 @@ def replay(
             # newlines, whitespace of pretty-printed documents: the bar ends at the file size
             bar.update(max(0, sizes.get(path, 0) - (sent_bytes - file_start)))
         producer.flush()
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM as ``procs.Interrupted``
+        close_s = FLUSH_S  # what was sent gets a moment to be acknowledged, not 10 s
+        raise
     finally:
         bar.close()
-        producer.close(timeout=10)
+        producer.close(timeout=close_s)
     if failures:
         raise ReplayError(
             f"{len(failures)} of {messages} messages to {topic} failed; first: {failures[0]!r}"
