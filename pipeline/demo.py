@@ -191,6 +191,24 @@ def _watch(
         enable_auto_commit=False,
         **settings.kafka_client_config(),
     )
+    try:
+        return _show(settings, paths, worker, alerts_out, follow, out, consumer, group, started)
+    finally:  # the embedded broker ignores SIGTERM while clients are connected
+        consumer.close()
+        group.close()
+
+
+def _show(
+    settings: Settings,
+    paths: Sequence[str],
+    worker: subprocess.Popen[bytes],
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    out: Any,
+    consumer: KafkaConsumer,
+    group: KafkaConsumer,
+    started: float,
+) -> tuple[int, int]:
     stats = replay(paths, settings, progress=False)
     where = f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
     print(
@@ -219,8 +237,6 @@ def _watch(
                 quiet_since = time.monotonic()
         if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
             break
-    consumer.close()
-    group.close()
     by_rule = Counter(a["rule"] for a in latest.values())
     print(
         f"\n{len(latest)} alert(s) in {time.monotonic() - started:.1f} s: "

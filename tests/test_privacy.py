@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from builders import dumps, risk_record
 
 from pipeline.formats import line
 from pipeline.policy import Policy
@@ -31,8 +32,11 @@ IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 
 
 def _scan_sample() -> list[dict[str, Any]]:
+    """The sample's alerts, and one of a detection whose sign-in is not in the input: its
+    summary quotes the address the detection itself carries."""
+    orphan = risk_record({"requestId": "not-in-the-input"}, "2026-01-15T10:00:00Z")
     out = io.BytesIO()
-    scan([(SAMPLE.name, SAMPLE.read_bytes())], Policy(), out)
+    scan([(SAMPLE.name, SAMPLE.read_bytes()), ("orphan", dumps(orphan))], Policy(), out)
     return [orjson.loads(raw) for raw in out.getvalue().splitlines()]
 
 

@@ -202,11 +202,6 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30) -> N
         time.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/demo.py keeps its two KafkaConsumers open until a normal end, and Tansu "
-    "ignores SIGTERM while clients are connected: the broker's 5 s grace runs out first",
-)
 def test_the_demo_stops_on_sigterm_and_leaves_no_process() -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "demo", "--follow"],

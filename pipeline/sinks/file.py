@@ -17,23 +17,19 @@ from pathlib import Path
 
 from pipeline.files import open_private
 from pipeline.formats import line
-from pipeline.settings import Settings
 from pipeline.sinks import Alert, Refusal
 from pipeline.sinks.config import FileConfig
 from pipeline.sinks.syslog import Rfc5424
 
 
 class FileSink:
-    def __init__(self, name: str, config: FileConfig, default_mode: int | None = None) -> None:
-        """``default_mode`` applies when the config names no ``mode``; without either, the
-        mode is ``SIGNIN_RISK_FILE_MODE`` read from the environment."""
+    def __init__(self, name: str, config: FileConfig, default_mode: int) -> None:
+        """``default_mode`` (``SIGNIN_RISK_FILE_MODE``) applies when the config names none."""
         self.name = name
         self.max_batch = config.max_batch
         self._path = Path(config.path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         mode = config.mode_bits if config.mode_bits is not None else default_mode
-        if mode is None:
-            mode = Settings().file_mode_bits
         self._mode = mode
         open_private(self._path, mode, append=True).close()  # private before the first alert
         fmt = config.format

@@ -35,7 +35,7 @@ def build_sink(name: str, config: SinkConfig, settings: Settings) -> Sink:
     if config.type == "file":
         from pipeline.sinks.file import FileSink
 
-        return FileSink(name, config)
+        return FileSink(name, config, settings.file_mode_bits)
     if config.type == "sentinel":
         from pipeline.sinks.sentinel import SentinelSink
 
