@@ -27,9 +27,9 @@ from pipeline import metrics
 from pipeline.detect import Engine, alert_json
 from pipeline.enrich import Enriched
 from pipeline.ingest import Received, ingest, receive
-from pipeline.parse import Rejected, processing_error
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record
+from pipeline.rejects import Rejected, processing_error
 from pipeline.risk import RiskBook
 from pipeline.rules.windows import Observation
 from pipeline.settings import Settings

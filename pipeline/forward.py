@@ -27,7 +27,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from kafka.errors import KafkaError as AdminError
 
 from pipeline import metrics
-from pipeline.parse import Rejected
 from pipeline.privacy import restrict
 from pipeline.procs import (
     FLUSH_S,
@@ -39,6 +38,7 @@ from pipeline.procs import (
     stop_on_signals,
     unless_stopped,
 )
+from pipeline.rejects import Rejected
 from pipeline.settings import Settings
 from pipeline.sinks import Alert, Refusal, SendError, Sink
 from pipeline.sinks.config import SinkBase

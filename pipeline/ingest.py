@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from pipeline.parse import Rejected, parse_event, processing_error
+from pipeline.parse import parse_event
 from pipeline.records import Record
+from pipeline.rejects import Rejected, processing_error
 from pipeline.wire import encode_segment, join_segments, partition_for, record_key
 
 

@@ -29,8 +29,6 @@ Reason codes (stable: dead-letter consumers and metrics use them):
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +48,10 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
+from pipeline.rejects import Rejected, processing_error
 from pipeline.timeparse import parse_time
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-DEFAULT_MAX_DEADLETTER_BYTES = 900 * 1024
 
 REASONS = (
     "too-large",
@@ -102,79 +100,8 @@ class ParseError(ValueError):
         super().__init__(f"{reason}{where}{rec}{': ' + detail if detail else ''}")
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record (or whole event) that did not parse, with what is needed to dead-letter it."""
-
-    reason: str
-    field: str
-    detail: str
-    raw: bytes
-    line: int = 1
-    record_id: str = ""
-
-    @classmethod
-    def of(cls, error: ParseError, raw: bytes, line: int = 1) -> Rejected:
-        return cls(error.reason, error.field, str(error)[:500], raw, line, error.record_id)
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
-
-    def describe(self) -> str:
-        """What a log line may say of it: never the record, which holds names and addresses."""
-        rec = f" record={self.record_id}" if self.record_id else ""
-        where = f" at {self.field}" if self.field else ""
-        return f"{self.reason}{where}{rec} bytes={len(self.raw)} sha256={self.sha256[:16]}"
-
-    def to_json(self, limit: int = DEFAULT_MAX_DEADLETTER_BYTES, **where: object) -> bytes:
-        """The dead-letter form: reason, field, where it came from, and the record itself
-        (its text, or base64 when the bytes are not UTF-8), in at most ``limit`` bytes.
-
-        A record that would not fit is cut to its first bytes; ``length`` and ``sha256``
-        always describe the whole original, so it can be found and matched at its source.
-        """
-        head = self.raw
-        valid_utf8 = _is_utf8(head)
-        letter = {
-            "reason": self.reason,
-            "field": self.field,
-            "detail": self.detail,
-            "record_id": self.record_id,
-            **where,
-            "length": len(self.raw),
-            "sha256": self.sha256,
-            "truncated": False,
-            "encoding": "utf-8" if valid_utf8 else "base64",
-        }
-        letter["record"] = ""
-        room = limit - len(orjson.dumps(letter))  # what the record may take, encoded
-        while True:
-            if valid_utf8:  # a cut may split a character: drop its partial tail
-                letter["record"] = head.decode("utf-8", "ignore")
-            else:
-                letter["record"] = base64.b64encode(head).decode("ascii")
-            out = orjson.dumps(letter)
-            if len(out) <= limit or not head:
-                return out
-            # Escapes and base64 inflate the record by a ratio: shrink by it, with margin.
-            encoded = len(out) - (limit - room)
-            head = head[: max(min(len(head) - 1, len(head) * room // encoded - 8), 0)]
-            letter["truncated"] = True
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def processing_error(exc: BaseException, raw: bytes, record_id: str = "") -> Rejected:
-    """A bug met while handling ``raw``: rejected with the exception's type, never re-raised.
-    Its message is left out: it may quote the data (a ``KeyError`` names the key it missed)."""
-    return Rejected("processing-error", type(exc).__name__, type(exc).__name__, raw, 1, record_id)
+def _rejected(error: ParseError, raw: bytes, line: int = 1) -> Rejected:
+    return Rejected(error.reason, error.field, str(error)[:500], raw, line, error.record_id)
 
 
 @dataclass(slots=True)
@@ -191,13 +118,13 @@ def parse_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed
     out = Parsed()
     if len(data) > max_bytes:
         err = ParseError("too-large", "", f"{len(data)} bytes > limit {max_bytes}")
-        out.rejected.append(Rejected.of(err, data))
+        out.rejected.append(_rejected(err, data))
         return out
     try:
         doc, repeats = decode(data)
     except ParseError as err:
         if data.count(b"\n", 0, len(data.rstrip())) == 0:
-            out.rejected.append(Rejected.of(err, data))
+            out.rejected.append(_rejected(err, data))
             return out
         for line_no, line in _lines(data):
             _parse_line(line, line_no, out)
@@ -219,7 +146,7 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
         for line_no, line in _lines(data):
             if len(line) > max_bytes:
                 err = ParseError("too-large", "", f"{len(line)} bytes > limit {max_bytes}")
-                out.rejected.append(Rejected.of(err, line, line_no))
+                out.rejected.append(_rejected(err, line, line_no))
             else:
                 _parse_line(line, line_no, out)
         return out
@@ -237,7 +164,7 @@ def _parse_line(line: bytes, line_no: int, out: Parsed) -> None:
     try:
         doc, repeats = decode(line)
     except ParseError as err:
-        out.rejected.append(Rejected.of(err, line, line_no))
+        out.rejected.append(_rejected(err, line, line_no))
         return
     _add_guarded(doc, out, line_no, line, repeats)
 
@@ -337,17 +264,17 @@ def add_document(
             items = [doc]
         elif isinstance(doc, _Repeated):  # which of the repeated lists is the event's?
             err = ParseError("duplicate-key", doc.key, "the envelope names a key twice")
-            out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
+            out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
             return
         elif not isinstance(items, list):
             err = ParseError("bad-type", "records", "expected a list")
-            out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
+            out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
             return
     elif isinstance(doc, list):
         items = doc
     else:
         err = ParseError("not-an-object", "", f"top level is {type(doc).__name__}")
-        out.rejected.append(Rejected.of(err, raw or _serialized(doc, raw), line))
+        out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
         return
     append = out.records.append
     for item in items:
@@ -356,7 +283,7 @@ def add_document(
                 raise ParseError("duplicate-key", key, "a key named twice", _record_id(item))
             append(normalize(item))
         except ParseError as err:
-            out.rejected.append(Rejected.of(err, _serialized(item, raw), line))
+            out.rejected.append(_rejected(err, _serialized(item, raw), line))
         except Exception as exc:  # a bug must cost this record only
             out.rejected.append(processing_error(exc, _serialized(item, raw), _record_id(item)))
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.rejects import DEFAULT_MAX_DEADLETTER_BYTES
+
 TOPIC_NAMES = ("raw", "signins", "by-ip", "alerts", "deadletter")
 STAGES = ("all", "ingest", "detect")
 Stage = Literal["all", "ingest", "detect"]
@@ -46,7 +48,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535)
     """Prometheus ``/metrics``; 0 disables the endpoint."""
     max_event_bytes: int = Field(1024 * 1024, ge=1024)
-    max_deadletter_bytes: int = Field(900 * 1024, ge=4096)
+    max_deadletter_bytes: int = Field(DEFAULT_MAX_DEADLETTER_BYTES, ge=4096)
     """Largest dead letter; a bigger original is cut to its first bytes, with its full length
     and sha256, so the letter always fits the producer's request limit."""
     batch_events: int = Field(200, ge=1)
