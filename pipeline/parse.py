@@ -191,7 +191,11 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         return obj
     repeated = _Repeated(obj)
     seen: set[str] = set()
-    repeated.key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    for name, _ in pairs:
+        if name in seen:
+            repeated.key = name
+            break
+        seen.add(name)
     return repeated
 
 
@@ -250,9 +254,7 @@ def _serialized(item: Any, raw: bytes) -> bytes:
         return raw
 
 
-def add_document(
-    doc: Any, out: Parsed, line: int = 1, raw: bytes = b"", repeats: bool = False
-) -> None:
+def add_document(doc: Any, out: Parsed, line: int, raw: bytes, repeats: bool) -> None:
     """Add the records of one decoded document to ``out``; reject bad ones one by one.
     ``raw`` is the document's bytes, dead-lettered as they came when the whole is rejected;
     ``repeats`` says the exact reader decoded it, so an object in it may repeat a key."""
@@ -264,17 +266,17 @@ def add_document(
             items = [doc]
         elif isinstance(doc, _Repeated):  # which of the repeated lists is the event's?
             err = ParseError("duplicate-key", doc.key, "the envelope names a key twice")
-            out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
+            out.rejected.append(_rejected(err, raw, line))
             return
         elif not isinstance(items, list):
             err = ParseError("bad-type", "records", "expected a list")
-            out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
+            out.rejected.append(_rejected(err, raw, line))
             return
     elif isinstance(doc, list):
         items = doc
     else:
         err = ParseError("not-an-object", "", f"top level is {type(doc).__name__}")
-        out.rejected.append(_rejected(err, raw or _serialized(doc, raw), line))
+        out.rejected.append(_rejected(err, raw, line))
         return
     append = out.records.append
     for item in items:

@@ -16,6 +16,7 @@ address an analyst pivots on. Addresses in text that no field names are hidden t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -59,6 +60,7 @@ def pseudonym(key: bytes, value: str) -> str:
     return f"anon-{digest[:24]}"
 
 
+@functools.lru_cache(maxsize=4096)  # field names are few and recur in every alert
 def kind_of(name: str) -> PseudonymField | None:
     """Which value a field holds, judged by its name in any casing (``user_id``,
     ``userPrincipalName``, ``callerIpAddress``), so evidence a future rule adds under a
@@ -79,6 +81,7 @@ def kind_of(name: str) -> PseudonymField | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_user_agent(name: str) -> bool:
     """Browser versions look like addresses (``Chrome/131.0.0.0``); hiding them would make
     the user agent useless while protecting nothing, so the address scan skips it."""
