@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 
 class Category(StrEnum):
@@ -81,42 +81,81 @@ class AuthStep(NamedTuple):
     requirement: str
 
 
+class From(NamedTuple):
+    """Where a sign-in field is read and how, declared on the field itself so that adding a
+    field is one line: the parser reads every field that carries one (``pipeline.parse``).
+
+    ``path`` is under ``properties`` (Graph objects have no envelope), dotted into nested
+    objects. ``clean``: ``text`` keeps strings and writes numbers as text; ``lower`` also
+    lower-cases (ids and levels, compared case-insensitively downstream); ``int`` takes an
+    integer or a string of digits. Anything absent or of another type reads as empty (""
+    or 0), never as a reject: exports omit what their schema version lacks.
+    """
+
+    path: str
+    clean: Literal["text", "lower", "int"] = "text"
+
+
 class SignIn(NamedTuple):
-    """One sign-in of any category, user or workload."""
+    """One sign-in of any category, user or workload. Fields without ``From`` are read by
+    code of their own in the parser (they need the envelope, the category or a shape)."""
 
     id: str
     time: datetime
     category: Category
     tenant_id: str
-    user_id: str
-    upn: str
-    display_name: str
-    app_id: str
-    app_name: str
-    resource_id: str
-    resource_name: str
-    client_app_used: str
-    user_agent: str
-    ip: str
+    user_id: Annotated[str, From("userId")]
+    upn: Annotated[str, From("userPrincipalName")]
+    display_name: Annotated[str, From("userDisplayName")]
+    """Else the envelope's ``identity``."""
+    app_id: Annotated[str, From("appId", "lower")]
+    app_name: Annotated[str, From("appDisplayName")]
+    resource_id: Annotated[str, From("resourceId", "lower")]
+    resource_name: Annotated[str, From("resourceDisplayName")]
+    client_app_used: Annotated[str, From("clientAppUsed")]
+    user_agent: Annotated[str, From("userAgent")]
+    ip: Annotated[str, From("ipAddress")]
+    """Else the envelope's ``callerIpAddress``."""
     location: Location
     device: Device
     error_code: int
     failure_reason: str
-    ca_status: str
+    ca_status: Annotated[str, From("conditionalAccessStatus")]
     ca_policies: tuple[PolicyResult, ...]
     """The Conditional Access policies that applied (enforced or report-only with an outcome);
     ``notApplied`` and ``notEnabled`` entries are dropped."""
-    risk_during: str
-    risk_aggregated: str
-    risk_state: str
-    risk_detail: str
+    risk_during: Annotated[str, From("riskLevelDuringSignIn", "lower")]
+    risk_aggregated: Annotated[str, From("riskLevelAggregated", "lower")]
+    risk_state: Annotated[str, From("riskState")]
+    risk_detail: Annotated[str, From("riskDetail")]
     risk_event_types: tuple[str, ...]
     interactive: bool
-    auth_requirement: str
+    auth_requirement: Annotated[str, From("authenticationRequirement")]
     auth_steps: tuple[AuthStep, ...]
-    sp_id: str
-    sp_name: str
-    correlation_id: str
+    sp_id: Annotated[str, From("servicePrincipalId", "lower")]
+    sp_name: Annotated[str, From("servicePrincipalName")]
+    correlation_id: Annotated[str, From("correlationId")]
+    """Else the envelope's ``correlationId``."""
+    # What the modern-attack detections read (device code, ROPC, token replay, workloads).
+    auth_protocol: Annotated[str, From("authenticationProtocol")] = ""
+    """``deviceCode``, ``ropc``, ``oAuth2``, ``saml20``, ``wsFed``, ``none``..."""
+    original_transfer_method: Annotated[str, From("originalTransferMethod")] = ""
+    """``deviceCodeFlow`` on a refresh of a token first obtained by device code."""
+    incoming_token_type: Annotated[str, From("incomingTokenType")] = ""
+    session_id: Annotated[str, From("sessionId")] = ""
+    user_type: Annotated[str, From("userType")] = ""
+    """``member`` or ``guest``."""
+    asn: Annotated[int, From("autonomousSystemNumber", "int")] = 0
+    """The source address's autonomous system; 0 when unknown."""
+    additional_details: Annotated[str, From("status.additionalDetails")] = ""
+    cross_tenant_access_type: Annotated[str, From("crossTenantAccessType")] = ""
+    home_tenant_id: Annotated[str, From("homeTenantId", "lower")] = ""
+    resource_tenant_id: Annotated[str, From("resourceTenantId", "lower")] = ""
+    sp_credential_key_id: Annotated[str, From("servicePrincipalCredentialKeyId")] = ""
+    token_session_status: Annotated[
+        str, From("tokenProtectionStatusDetails.signInSessionStatus")
+    ] = ""
+    """Token protection: ``bound``, ``unbound`` or ``unknown``."""
 
     @property
     def succeeded(self) -> bool:

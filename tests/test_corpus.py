@@ -331,3 +331,47 @@ def test_guid_upns_are_kept(corpus: Path) -> None:
     assert len(upns) == 5
     assert sum(1 for upn in upns if _GUID.fullmatch(upn)) == 4
     assert sum(1 for upn in upns if "@" in upn) == 1
+
+
+MODERN_FIELDS = {
+    "auth_protocol": ("authenticationProtocol",),
+    "original_transfer_method": ("originalTransferMethod",),
+    "incoming_token_type": ("incomingTokenType",),
+    "session_id": ("sessionId",),
+    "user_type": ("userType",),
+    "asn": ("autonomousSystemNumber",),
+    "additional_details": ("status", "additionalDetails"),
+    "cross_tenant_access_type": ("crossTenantAccessType",),
+    "home_tenant_id": ("homeTenantId",),
+    "resource_tenant_id": ("resourceTenantId",),
+    "sp_credential_key_id": ("servicePrincipalCredentialKeyId",),
+    "token_session_status": ("tokenProtectionStatusDetails", "signInSessionStatus"),
+}
+"""What the modern-attack rules read, and where real exports put it (written out here,
+not taken from the declarations, so a wrong path shows)."""
+
+
+def test_the_modern_attack_fields_are_read_where_real_exports_put_them(corpus: Path) -> None:
+    seen: set[str] = set()
+    for name in EXPECTED:
+        for record, raw in with_raw(name):
+            if not isinstance(record, SignIn):
+                continue
+            for field, path in MODERN_FIELDS.items():
+                value: Any = raw["properties"]
+                for key in path:
+                    value = value.get(key) if isinstance(value, dict) else None
+                got = getattr(record, field)
+                if value in (None, ""):
+                    assert got in ("", 0), (name, field)  # absent is empty, never a reject
+                    continue
+                seen.add(field)
+                if field == "asn":
+                    assert got == int(value), (name, field)
+                elif field.endswith("tenant_id"):
+                    assert got == value.lower(), (name, field)
+                else:
+                    assert got == value, (name, field)
+    # The corpus carries each of them on records that parse, but for sessionId, found only
+    # on Panther's id-less test records (rejected); test_parse places it.
+    assert seen == set(MODERN_FIELDS) - {"session_id"}

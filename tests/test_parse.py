@@ -349,7 +349,22 @@ def test_every_field_lands_in_its_place() -> None:
         "servicePrincipalName": "spName",
         "correlationId": "corr",
         "riskEventTypes_v2": ["typeA"],
-        "status": {"errorCode": 50126, "failureReason": "bad password"},
+        "status": {
+            "errorCode": 50126,
+            "failureReason": "bad password",
+            "additionalDetails": "details",
+        },
+        "authenticationProtocol": "deviceCode",
+        "originalTransferMethod": "deviceCodeFlow",
+        "incomingTokenType": "primaryRefreshToken",
+        "sessionId": "sess",
+        "userType": "member",
+        "autonomousSystemNumber": 14061,
+        "crossTenantAccessType": "b2bCollaboration",
+        "homeTenantId": "HOME",
+        "resourceTenantId": "RES-TENANT",
+        "servicePrincipalCredentialKeyId": "keyid",
+        "tokenProtectionStatusDetails": {"signInSessionStatus": "unbound"},
         "authenticationDetails": [
             {
                 "authenticationMethod": "Password",
@@ -392,6 +407,18 @@ def test_every_field_lands_in_its_place() -> None:
         "sp_id": "spid",
         "sp_name": "spName",
         "correlation_id": "corr",
+        "auth_protocol": "deviceCode",
+        "original_transfer_method": "deviceCodeFlow",
+        "incoming_token_type": "primaryRefreshToken",
+        "session_id": "sess",
+        "user_type": "member",
+        "asn": 14061,
+        "additional_details": "details",
+        "cross_tenant_access_type": "b2bCollaboration",
+        "home_tenant_id": "home",
+        "resource_tenant_id": "res-tenant",
+        "sp_credential_key_id": "keyid",
+        "token_session_status": "unbound",
     }
     assert s.device == Device("", "Windows 10", "Edge 131.0", True, True, "Azure AD joined")
     assert s.location == Location("US", "Washington", "Seattle", 47.6, -122.3)
