@@ -19,19 +19,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import faust
 
 from pipeline import metrics
 from pipeline.detect import Engine, alert_json
-from pipeline.enrich import Enriched
+from pipeline.driver import Driver
 from pipeline.ingest import Received, ingest, receive
 from pipeline.policy import Policy
-from pipeline.records import Alert, Record
+from pipeline.records import Alert
 from pipeline.rejects import Rejected, processing_error
 from pipeline.risk import RiskBook
-from pipeline.rules.windows import Observation
 from pipeline.settings import Settings
 from pipeline.stateful import StateBook
 from pipeline.timeparse import format_time
@@ -181,8 +180,10 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             Sweeper(StateBook(tables[name], encoded=True), tables[name], engine, settings)
             for name in ("user_state", "ip_state")
         )
-        detector = Detector(engine, RiskBook(user_risk), users.book, addresses.book, settings)
-        judge = Judge(detector, users, addresses, alerts)
+        driver = Driver(
+            engine, RiskBook(user_risk), users.book, addresses.book, settings.partitions
+        )
+        judge = Judge(driver, users, addresses, alerts)
         _detect_agent(app, judge, signins, by_ip, dead_letter)
         _by_ip_agent(app, judge, by_ip, dead_letter)
     if settings.stage in ("all", "ingest"):
@@ -241,10 +242,10 @@ DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
 
 
 class Judge:
-    """Detection as the agents run it: the detector, its sweepers and the alerts topic."""
+    """Detection as the agents run it: the driver, its sweepers and the alerts topic."""
 
-    def __init__(self, detector: Detector, users: Sweeper, addresses: Sweeper, alerts: Any):
-        self.detector, self.users, self.addresses, self.alerts = detector, users, addresses, alerts
+    def __init__(self, driver: Driver, users: Sweeper, addresses: Sweeper, alerts: Any):
+        self.driver, self.users, self.addresses, self.alerts = driver, users, addresses, alerts
 
     async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
         for enqueued_ms, found in segments:
@@ -316,10 +317,7 @@ async def _judge_directly(
     """Both stages of detection on a take of raw events, without the re-key hops."""
     started = time.perf_counter()
     try:
-        result = judge.detector.segments(received.segments)
-        found = result.alerts + judge.detector.by_ip(
-            [segment for segments in result.by_ip.values() for segment in segments]
-        )
+        result = judge.driver.segments(received.segments, direct=True)
     except Exception as exc:  # a bug must cost one take, never the worker
         log.error("detect failed on a take of %d raw events: %s", len(events), type(exc).__name__)
         for index in received.sources:
@@ -328,8 +326,8 @@ async def _judge_directly(
         return
     judge.users.maybe_sweep(partitions, result.newest)
     judge.addresses.maybe_sweep(partitions, result.newest)
-    await judge.send(outbox, found)
-    metrics.observe_signins(result.enriched)
+    await judge.send(outbox, result.alerts)
+    metrics.observe_signins(result.enriched, result.risk_records)
     metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
@@ -367,7 +365,7 @@ def _detect_agent(
         async for event in stream.events():
             started = time.perf_counter()
             try:
-                result = judge.detector.batch(event.value)
+                result = judge.driver.segments(decode_batch(event.value))
             except Exception as exc:  # a bug must cost one batch, never the worker
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
@@ -376,7 +374,7 @@ def _detect_agent(
                 data = encode_observations(segments)
                 await outbox.add(await by_ip.send(value=data, partition=partition))
             await judge.send(outbox, result.alerts)
-            metrics.observe_signins(result.enriched)
+            metrics.observe_signins(result.enriched, result.risk_records)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
@@ -390,7 +388,7 @@ def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLett
             started = time.perf_counter()
             try:
                 batch = decode_observations(event.value)
-                found = judge.detector.by_ip(batch)
+                found = judge.driver.by_ip(batch)
             except Exception as exc:  # a bug must cost one batch, never the worker
                 await (await dead_letter(event.message, processing_error(exc, event.value)))
                 continue
@@ -398,73 +396,6 @@ def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLett
             judge.addresses.maybe_sweep(frozenset((event.message.partition,)), newest)
             await judge.send(outbox, found)
             metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
-
-
-ByIp = dict[int, list[tuple[int, list[Observation]]]]
-"""by-ip partition -> (enqueue time, observations) per raw event, for the IP-keyed rules."""
-
-
-class Detected(NamedTuple):
-    alerts: list[tuple[int, list[Alert]]]
-    """(enqueue time, alerts) of each raw event that raised any."""
-    enriched: list[Enriched]
-    by_ip: ByIp
-    newest: float
-    """Newest sign-in event time in the batch (epoch s), 0 without sign-ins."""
-
-
-class Detector:
-    """The detect stages' state and calls; the same calls as ``scan``, in delivery order.
-
-    State writes are flushed at the end of each call, inside the event being processed:
-    Faust sends a table's changelog records from within an event.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        book: RiskBook,
-        users: StateBook,
-        addresses: StateBook,
-        settings: Settings,
-    ) -> None:
-        self.engine, self.book, self.users, self.addresses = engine, book, users, addresses
-        self.partitions = settings.partitions
-
-    def batch(self, data: bytes) -> Detected:
-        """One message of the signins topic."""
-        return self.segments(decode_batch(data))
-
-    def segments(self, segments: list[tuple[int, list[Record]]]) -> Detected:
-        found_by_event: list[tuple[int, list[Alert]]] = []
-        enriched: list[Enriched] = []
-        rekeyed: ByIp = {}
-        for enqueued_ms, records in segments:
-            found: list[Alert] = []
-            for record in records:
-                judged = self.engine.process(record, self.book, self.users)
-                if judged.enriched is None:
-                    metrics.RISK_RECORDS.labels(record.category.value).inc()
-                else:
-                    enriched.append(judged.enriched)
-                found += judged.alerts
-                if judged.by_ip is not None:
-                    target = rekeyed.setdefault(partition_for(judged.by_ip.ip, self.partitions), [])
-                    if not target or target[-1][0] != enqueued_ms:
-                        target.append((enqueued_ms, []))
-                    target[-1][1].append(judged.by_ip)
-            if found:
-                found_by_event.append((enqueued_ms, found))
-        self.users.flush()
-        newest = max((e.signin.time.timestamp() for e in enriched), default=0.0)
-        return Detected(found_by_event, enriched, rekeyed, newest)
-
-    def by_ip(self, batch: list[tuple[int, list[Observation]]]) -> list[tuple[int, list[Alert]]]:
-        """Observations handed out by ``segments``, through the IP-keyed rules."""
-        process = self.engine.process_by_ip
-        found = [(t, [a for o in obs for a in process(o, self.addresses)]) for t, obs in batch]
-        self.addresses.flush()
-        return [(t, alerts) for t, alerts in found if alerts]
 
 
 def _dead_letter_failed(where: str, rejected: Rejected, exc: BaseException) -> None:

@@ -9,10 +9,12 @@ being ingested: never a user, UPN, sign-in id or address.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from pipeline.enrich import Enriched
+from pipeline.records import Category
 
 SIGNINS = Counter(
     "signin_risk_signins_total",
@@ -131,8 +133,10 @@ SINK_LATENCY = Histogram(
 _newest_event = 0.0
 
 
-def observe_signins(enriched: list[Enriched]) -> None:
+def observe_signins(enriched: list[Enriched], risk_records: Sequence[Category] = ()) -> None:
     """Count a batch at once: one label lookup per distinct value, not per sign-in."""
+    for category, n in Tally(risk_records).items():
+        RISK_RECORDS.labels(category.value).inc(n)
     if not enriched:
         return
     by_result: Tally[tuple[str, str, str]] = Tally()

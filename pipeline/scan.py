@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import BinaryIO
 
 from pipeline.detect import Engine, alert_json
+from pipeline.driver import Driver
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record, RiskEvent, SignIn
@@ -63,6 +64,10 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+_CHUNK = 4096
+"""Records per driver call: state is written back once a call, as the worker does a take."""
 
 
 def _in_event_time(records: list[Record]) -> list[Record]:
@@ -133,28 +138,27 @@ def _scan(
                 rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
     records = _in_event_time(records)
 
-    engine = Engine(policy)
-    book, users, addresses = RiskBook(), StateBook(), StateBook()
+    driver = Driver(Engine(policy), RiskBook(), StateBook(), StateBook(), partitions=1)
     seen_signins: set[str] = set()
     found: dict[str, Alert] = {}
     """Alert id -> its last version; an incident's alert is updated while it continues."""
     stats.categories.update(map(attrgetter("category"), records))
-    process, by_ip = engine.process, engine.process_by_ip
+    fresh: list[Record] = []
     for record in records:
         if isinstance(record, SignIn):
             if record.id in seen_signins:
                 stats.duplicate_signins += 1
                 continue
             seen_signins.add(record.id)
-        enriched, alerts, observation = process(record, book, users)
-        if observation is not None:
-            alerts += by_ip(observation, addresses)
-        if enriched is not None:
-            client = enriched.client
-            if client.family == "outlook-mobile" and not client.version:
-                stats.outlook_version_unknown += 1
-        for alert in alerts:
-            found[alert.id] = alert
+        fresh.append(record)
+    for start in range(0, len(fresh), _CHUNK):
+        result = driver.segments([(0, fresh[start : start + _CHUNK])], direct=True)
+        stats.outlook_version_unknown += sum(
+            e.client.family == "outlook-mobile" and not e.client.version for e in result.enriched
+        )
+        for _, alerts in result.alerts:
+            for alert in alerts:
+                found[alert.id] = alert
     for alert in found.values():
         stats.alerts[alert.rule] += 1
         out.write(alert_json(alert) + b"\n")

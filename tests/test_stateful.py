@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from builders import BASE_PROPERTIES, risk_record, signin
 
-from pipeline.app import Detector
 from pipeline.detect import Engine, alert_json
+from pipeline.driver import Driver
 from pipeline.ingest import receive
 from pipeline.outcomes import Outcome, outcome
 from pipeline.parse import normalize
@@ -115,8 +115,8 @@ def worker_way(envelopes: list[dict[str, object]], take: int) -> dict[str, dict[
     """Last version of each alert as a lone worker gives it: takes of ``take`` raw events in
     delivery order, state stored as bytes between takes."""
     engine = Engine(policy_from_data({}))
-    detector = Detector(
-        engine, RiskBook(), StateBook(encoded=True), StateBook(encoded=True), Settings()
+    detector = Driver(
+        engine, RiskBook(), StateBook(encoded=True), StateBook(encoded=True), Settings().partitions
     )
     found: dict[str, dict[str, object]] = {}
     events = [(orjson.dumps(e), 0) for e in envelopes]
