@@ -40,7 +40,7 @@ from pipeline.procs import (
 )
 from pipeline.rejects import Rejected
 from pipeline.settings import Settings
-from pipeline.sinks import Alert, Refusal, SendError, Sink
+from pipeline.sinks import AlertDict, Refusal, SendError, Sink
 from pipeline.sinks.config import SinkBase
 from pipeline.topics import TopicSpec, create_topics
 
@@ -90,7 +90,7 @@ class Breaker:
 @dataclass
 class _Pending:
     message: ConsumerRecord[bytes, bytes]
-    alert: Alert
+    alert: AlertDict
 
 
 @dataclass
@@ -173,7 +173,7 @@ class _Delivery:
         return True
 
 
-def _decode(value: bytes | None) -> Alert | str:
+def _decode(value: bytes | None) -> AlertDict | str:
     """The alert, or why the record on the alerts topic is not one."""
     try:
         alert = orjson.loads(value or b"")
@@ -182,7 +182,7 @@ def _decode(value: bytes | None) -> Alert | str:
     return alert if isinstance(alert, dict) else "not a JSON object"
 
 
-def _controls(settings: Settings, config: SinkBase) -> Callable[[Alert], Alert]:
+def _controls(settings: Settings, config: SinkBase) -> Callable[[AlertDict], AlertDict]:
     fields = frozenset(config.fields) if config.fields is not None else None
     key = settings.pseudonym_key.get_secret_value().encode()
     if config.pseudonymize and not key:
@@ -228,7 +228,7 @@ async def forward(
 async def _run(
     consumer: AIOKafkaConsumer,
     delivery: _Delivery,
-    controls: Callable[[Alert], Alert],
+    controls: Callable[[AlertDict], AlertDict],
     buffer: int,
 ) -> None:
     """Read, deliver, commit, until stopped; raises ``Stopped`` from a cut-short step."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.sinks import Alert
+from pipeline.sinks import AlertDict
 from pipeline.sinks.config import PseudonymField
 
 ALWAYS_KEPT = frozenset({"id", "rule", "severity", "time", "title"})
@@ -182,11 +182,11 @@ class _Masker:
 
 
 def restrict(
-    alert: Alert,
+    alert: AlertDict,
     fields: frozenset[str] | None,
     pseudonymize: tuple[PseudonymField, ...],
     key: bytes,
-) -> Alert:
+) -> AlertDict:
     """The alert as this sink may see it: allowed fields only, chosen values pseudonymised.
 
     Values are collected before the allow-list applies: a sink that may not see ``ip`` may

@@ -19,7 +19,7 @@ from pipeline.broker import free_port
 from pipeline.forward import Breaker, forward, sink_deadletter, sink_group
 from pipeline.procs import FLUSH_S, STOP_WITHIN_S
 from pipeline.settings import Settings
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks.config import SinkBase, SyslogConfig
 from pipeline.topics import create_topics
 
@@ -36,9 +36,9 @@ class FlakySink:
         self.fail_after = fail_after
         self.batches: list[int] = []
         self.delivered: list[str] = []
-        self.seen: list[Alert] = []
+        self.seen: list[AlertDict] = []
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         self.batches.append(len(alerts))
         refused = [
             Refusal(i, "400 bad event") for i, a in enumerate(alerts) if a["id"][:3] == "bad"
@@ -53,7 +53,7 @@ class FlakySink:
         self._take(alerts, refused)
         return refused
 
-    def _take(self, alerts: Sequence[Alert], refused: list[Refusal]) -> None:
+    def _take(self, alerts: Sequence[AlertDict], refused: list[Refusal]) -> None:
         bad = {r.index for r in refused}
         self.delivered += [a["id"] for i, a in enumerate(alerts) if i not in bad]
         self.seen += alerts
@@ -266,7 +266,7 @@ class HangingSink(FlakySink):
         super().__init__("hanging")
         self.started = asyncio.Event()
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         self.started.set()
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")

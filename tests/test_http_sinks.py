@@ -21,7 +21,7 @@ from pipeline.formats import document, line
 from pipeline.policy import Policy
 from pipeline.records import SEVERITIES
 from pipeline.scan import scan
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks.config import Format, HecConfig, SentinelConfig, WebhookConfig
 from pipeline.sinks.hec import HecSink
 from pipeline.sinks.sentinel import TABLE_COLUMNS, SentinelSink
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def alerts() -> list[Alert]:
+def alerts() -> list[AlertDict]:
     out = BytesIO()
     scan([(SAMPLE.name, SAMPLE.read_bytes())], Policy(), out)
     found = [orjson.loads(line) for line in out.getvalue().splitlines()]
@@ -61,11 +61,11 @@ def run(sink: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(scenario())
 
 
-def ids(items: Sequence[Alert]) -> list[str]:
+def ids(items: Sequence[AlertDict]) -> list[str]:
     return [a["id"] for a in items]
 
 
-def message_ids(messages: list[Any], alerts: list[Alert]) -> list[str]:
+def message_ids(messages: list[Any], alerts: list[AlertDict]) -> list[str]:
     """The alert id each chat message carries, in arrival order."""
     found = []
     for message in messages:
@@ -75,7 +75,7 @@ def message_ids(messages: list[Any], alerts: list[Alert]) -> list[str]:
     return found
 
 
-async def send_all(sink: Any, alerts: Sequence[Alert]) -> list[Refusal]:
+async def send_all(sink: Any, alerts: Sequence[AlertDict]) -> list[Refusal]:
     """Like the forwarder without failures: batches of ``max_batch``, indexes batch-relative
     turned into indexes of ``alerts``."""
     refused: list[Refusal] = []
@@ -100,7 +100,7 @@ def hec_sink(receiver: Receiver, ca: PrivateCA, **config: Any) -> HecSink:
 
 
 def test_hec_indexes_every_alert_once_in_order(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert], monkeypatch: pytest.MonkeyPatch
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIGNIN_RISK_SINK_SPLUNK_TOKEN", HEC_TOKEN)
     config = HecConfig(
@@ -122,7 +122,7 @@ def test_hec_indexes_every_alert_once_in_order(
 
 @pytest.mark.parametrize("fmt", ["ocsf", "ecs", "cef"])
 def test_hec_event_is_the_alert_in_the_sink_format(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert], fmt: Format
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict], fmt: Format
 ) -> None:
     assert run(hec_sink(hec, ca, format=fmt), lambda s: s.send(alerts[:3])) == []
     expected = [line(a, fmt) if fmt == "cef" else document(a, fmt) for a in alerts[:3]]
@@ -130,7 +130,7 @@ def test_hec_event_is_the_alert_in_the_sink_format(
 
 
 def test_hec_refuses_the_event_it_names_and_indexes_the_rest_once(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert]
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     batch = alerts[:8]
     hec.refuse_ids = {batch[3]["id"]}
@@ -143,7 +143,7 @@ def test_hec_refuses_the_event_it_names_and_indexes_the_rest_once(
 
 
 def test_hec_503_reports_what_was_done_and_a_retry_delivers_the_rest(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert]
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     batch = alerts[:6]
     hec.refuse_ids = {batch[2]["id"]}
@@ -163,7 +163,7 @@ def test_hec_503_reports_what_was_done_and_a_retry_delivers_the_rest(
 
 
 def test_hec_halves_a_batch_that_is_too_large(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert]
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     batch = alerts[:10]
     hec.max_body = 3 * max(len(orjson.dumps(a)) for a in batch) + 600
@@ -173,7 +173,7 @@ def test_hec_halves_a_batch_that_is_too_large(
 
 
 def test_hec_connection_refused_is_a_quick_send_error_until_it_is_back(
-    hec: Receiver, ca: PrivateCA, alerts: list[Alert]
+    hec: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     async def scenario(sink: HecSink) -> tuple[SendError, float]:
         await sink.send(alerts[:1])  # leaves a keep-alive connection in the pool
@@ -204,7 +204,7 @@ def test_hec_connection_refused_is_a_quick_send_error_until_it_is_back(
 def test_hec_configuration_errors_are_send_errors_not_refusals(
     hec: Receiver,
     ca: PrivateCA,
-    alerts: list[Alert],
+    alerts: list[AlertDict],
     splunk_token: str,
     index: str,
     answer: str,
@@ -220,7 +220,7 @@ def test_hec_configuration_errors_are_send_errors_not_refusals(
 
 
 def test_hec_rejects_an_untrusted_certificate(
-    hec: Receiver, tmp_path: Path, alerts: list[Alert]
+    hec: Receiver, tmp_path: Path, alerts: list[AlertDict]
 ) -> None:
     stranger = PrivateCA(tmp_path)
     with pytest.raises(SendError, match=r"hec unreachable.*CERTIFICATE_VERIFY_FAILED"):
@@ -249,7 +249,7 @@ def webhook_sink(receiver: Receiver, **config: Any) -> WebhookSink:
 
 
 def test_webhook_posts_every_alert_in_order_as_a_valid_message(
-    chat: Receiver, alerts: list[Alert]
+    chat: Receiver, alerts: list[AlertDict]
 ) -> None:
     nasty = dict(alerts[0], summary="<!channel> & <http://evil|click>", title="T" * 300)
     nasty["user"] = "<@U0>&" * 400  # longer than a field once escaped
@@ -260,7 +260,7 @@ def test_webhook_posts_every_alert_in_order_as_a_valid_message(
     assert message_ids(chat.accepted, alerts) == ids(alerts)
 
 
-def test_webhook_skips_alerts_below_min_severity(chat: Receiver, alerts: list[Alert]) -> None:
+def test_webhook_skips_alerts_below_min_severity(chat: Receiver, alerts: list[AlertDict]) -> None:
     wanted = [a for a in alerts if SEVERITIES.index(a["severity"]) >= SEVERITIES.index("high")]
     assert 0 < len(wanted) < len(alerts)
     sink = webhook_sink(chat, min_severity="high", max_batch=len(alerts))
@@ -268,7 +268,7 @@ def test_webhook_skips_alerts_below_min_severity(chat: Receiver, alerts: list[Al
     assert message_ids(chat.accepted, alerts) == ids(wanted)
 
 
-def test_webhook_paces_posts_to_per_minute(chat: Receiver, alerts: list[Alert]) -> None:
+def test_webhook_paces_posts_to_per_minute(chat: Receiver, alerts: list[AlertDict]) -> None:
     sink = webhook_sink(chat, per_minute=600)  # one post every 0.1 s
     started = time.monotonic()
     run(sink, lambda s: s.send(alerts[:5]))
@@ -276,7 +276,7 @@ def test_webhook_paces_posts_to_per_minute(chat: Receiver, alerts: list[Alert]) 
     assert len(chat.accepted) == 5
 
 
-def test_webhook_waits_out_a_short_retry_after(chat: Receiver, alerts: list[Alert]) -> None:
+def test_webhook_waits_out_a_short_retry_after(chat: Receiver, alerts: list[AlertDict]) -> None:
     chat.script.extend([None, Answer(429, "rate_limited", {"Retry-After": "1"})])
     started = time.monotonic()
     assert run(webhook_sink(chat), lambda s: s.send(alerts[:3])) == []
@@ -288,7 +288,7 @@ def test_webhook_waits_out_a_short_retry_after(chat: Receiver, alerts: list[Aler
     "answers", [["120"], ["0", "0"]], ids=["long-retry-after", "second-429-in-a-row"]
 )
 def test_webhook_429_that_persists_is_a_send_error(
-    chat: Receiver, alerts: list[Alert], answers: list[str]
+    chat: Receiver, alerts: list[AlertDict], answers: list[str]
 ) -> None:
     chat.script.extend([None] + [Answer(429, "rate_limited", {"Retry-After": a}) for a in answers])
     started = time.monotonic()
@@ -300,7 +300,7 @@ def test_webhook_429_that_persists_is_a_send_error(
 
 
 def test_webhook_503_reports_done_and_a_retry_posts_each_alert_once(
-    chat: Receiver, alerts: list[Alert], caplog: pytest.LogCaptureFixture
+    chat: Receiver, alerts: list[AlertDict], caplog: pytest.LogCaptureFixture
 ) -> None:
     batch = alerts[:4]
     chat.script.extend([None, None, Answer(503, "service_unavailable")])
@@ -320,7 +320,7 @@ def test_webhook_503_reports_done_and_a_retry_posts_each_alert_once(
 
 
 def test_webhook_refuses_a_message_the_receiver_rejects(
-    chat: Receiver, alerts: list[Alert]
+    chat: Receiver, alerts: list[AlertDict]
 ) -> None:
     batch = alerts[:4]
     chat.refuse_ids = {batch[1]["id"]}
@@ -331,7 +331,7 @@ def test_webhook_refuses_a_message_the_receiver_rejects(
 
 
 def test_webhook_revoked_or_unreachable_is_a_send_error_without_the_url(
-    chat: Receiver, alerts: list[Alert], monkeypatch: pytest.MonkeyPatch
+    chat: Receiver, alerts: list[AlertDict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chat.secret = "/services/T0001/B0002/rotated"  # our URL no longer exists
     monkeypatch.setenv("SIGNIN_RISK_SINK_CHAT_URL", chat.url + WEBHOOK_PATH)
@@ -349,7 +349,7 @@ def test_webhook_revoked_or_unreachable_is_a_send_error_without_the_url(
         assert chat.url not in str(error)
 
 
-def test_json_webhook_posts_the_alert_document(alerts: list[Alert]) -> None:
+def test_json_webhook_posts_the_alert_document(alerts: list[AlertDict]) -> None:
     with Receiver("json", secret=WEBHOOK_PATH) as receiver:
         receiver.refuse_ids = {alerts[0]["id"]}
         refused = run(webhook_sink(receiver, template="json"), lambda s: s.send(alerts[:3]))
@@ -397,7 +397,7 @@ def sentinel_sink(receiver: Receiver, ca: PrivateCA, credential: StaticToken) ->
 
 
 def test_sentinel_rows_arrive_as_table_columns(
-    ingestion: Receiver, ca: PrivateCA, alerts: list[Alert]
+    ingestion: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     credential = StaticToken()
     assert run(sentinel_sink(ingestion, ca, credential), lambda s: s.send(alerts)) == []
@@ -415,7 +415,7 @@ def test_sentinel_rows_arrive_as_table_columns(
 
 
 def test_sentinel_400_refuses_the_chunk_and_503_is_a_send_error(
-    ingestion: Receiver, ca: PrivateCA, alerts: list[Alert]
+    ingestion: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     batch = alerts[:5]
     ingestion.refuse_ids = {batch[2]["id"]}
@@ -440,7 +440,7 @@ def test_sentinel_400_refuses_the_chunk_and_503_is_a_send_error(
 
 
 def test_sentinel_bad_token_and_outage_are_send_errors(
-    ingestion: Receiver, ca: PrivateCA, alerts: list[Alert]
+    ingestion: Receiver, ca: PrivateCA, alerts: list[AlertDict]
 ) -> None:
     ingestion.secret = "a-token-for-another-audience"
 

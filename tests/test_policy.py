@@ -15,7 +15,7 @@ from pipeline.clientapp import (
 )
 from pipeline.policy import Policy, PolicyError, load_policy, policy_from_data
 from pipeline.rules import REGISTRY
-from pipeline.rules.unapproved_mobile_client import Settings as UnapprovedMobileSettings
+from pipeline.rules.unapproved_mobile_client import UnapprovedMobileClientSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_defaults() -> None:
         settings = policy.rule(rule_id)
         assert settings.enabled and settings.severity is None
     mobile = policy.rule("unapproved-mobile-client")
-    assert isinstance(mobile, UnapprovedMobileSettings) and not mobile.report_blocked_attempts
+    assert isinstance(mobile, UnapprovedMobileClientSettings) and not mobile.report_blocked_attempts
 
 
 def test_shipped_policy_file_is_exactly_the_defaults() -> None:
@@ -80,7 +80,7 @@ def test_rule_specific_settings() -> None:
         {"rules": {"unapproved-mobile-client": {"report_blocked_attempts": True}}}
     )
     mobile = policy.rule("unapproved-mobile-client")
-    assert isinstance(mobile, UnapprovedMobileSettings) and mobile.report_blocked_attempts
+    assert isinstance(mobile, UnapprovedMobileClientSettings) and mobile.report_blocked_attempts
     assert policy.rule("legacy-auth") == Policy().rule("legacy-auth")
 
 

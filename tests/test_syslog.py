@@ -30,7 +30,7 @@ import pipeline.sinks.syslog as syslog_module
 from pipeline.formats.common import PRODUCT_VERSION, epoch_ms
 from pipeline.policy import Policy
 from pipeline.scan import scan
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks.config import Format, SyslogConfig
 from pipeline.sinks.syslog import SyslogSink
 
@@ -65,7 +65,7 @@ def receiver() -> Iterator[Rsyslog]:
 
 
 @pytest.fixture(scope="module")
-def sample_alerts() -> list[Alert]:
+def sample_alerts() -> list[AlertDict]:
     out = io.BytesIO()
     scan([(str(SAMPLE), SAMPLE.read_bytes())], Policy(), out)
     alerts = [orjson.loads(row) for row in out.getvalue().splitlines()]
@@ -104,7 +104,7 @@ def received(receiver: Rsyslog, app: str, count: int) -> list[dict[str, Any]]:
     return mine
 
 
-async def send_all(sink: SyslogSink, alerts: Sequence[Alert]) -> list[Refusal]:
+async def send_all(sink: SyslogSink, alerts: Sequence[AlertDict]) -> list[Refusal]:
     try:
         return await sink.send(alerts)
     finally:
@@ -117,7 +117,7 @@ def structured_data(sd: str) -> dict[str, str]:
     return {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAM.findall(match.group(1))}
 
 
-def check_header(message: dict[str, Any], alert: Alert, facility: int, app: str) -> None:
+def check_header(message: dict[str, Any], alert: AlertDict, facility: int, app: str) -> None:
     """The RFC 5424 header as rsyslog parsed it (version 1: not a fallback to RFC 3164)."""
     assert message["version"] == "1"
     assert int(message["facility"]) == facility
@@ -135,7 +135,7 @@ def check_header(message: dict[str, Any], alert: Alert, facility: int, app: str)
     }
 
 
-def check_cef(text: str, alert: Alert) -> None:
+def check_cef(text: str, alert: AlertDict) -> None:
     header, ext = parse_cef(text)
     assert header == [
         "0",
@@ -157,7 +157,7 @@ def check_cef(text: str, alert: Alert) -> None:
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_every_sample_alert_arrives_in_cef(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert], transport: Literal["tcp", "tls"]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict], transport: Literal["tcp", "tls"]
 ) -> None:
     # tls: the server certificate is verified against the test CA, for 127.0.0.1 (an IP SAN).
     host = "sensor-1.example.com"
@@ -175,7 +175,7 @@ def test_every_sample_alert_arrives_in_cef(
 
 
 def test_udp_json_round_trips_with_every_severity(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict]
 ) -> None:
     alerts = [
         {**sample_alerts[n], "id": f"udp-{severity}", "severity": severity}
@@ -191,7 +191,7 @@ def test_udp_json_round_trips_with_every_severity(
         assert orjson.loads(message["msg"]) == alert
 
 
-def odd_alert(alert: Alert) -> Alert:
+def odd_alert(alert: AlertDict) -> AlertDict:
     """Newlines, CEF and SD specials, non-ASCII (so a byte count is not a character count)
     and a size above rsyslog's default 8k limit."""
     return {
@@ -205,7 +205,7 @@ def odd_alert(alert: Alert) -> Alert:
 
 @pytest.mark.parametrize("fmt", ["cef", "native"])
 def test_a_message_with_newlines_stays_one_message(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert], fmt: Format
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict], fmt: Format
 ) -> None:
     alerts = [sample_alerts[0], odd_alert(sample_alerts[1]), sample_alerts[2]]
     cfg = config(receiver, app, "tcp", fmt, hostname="sensor-1.example.com")
@@ -222,7 +222,7 @@ def test_a_message_with_newlines_stays_one_message(
 
 
 def test_octet_counting_keeps_a_raw_newline_inside_the_message(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert], monkeypatch: pytest.MonkeyPatch
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both formats escape newlines; a line-framed sink would still split this MSG in two.
     monkeypatch.setattr(syslog_module, "line", lambda alert, fmt: f"one\ntwo {alert['id']}")
@@ -233,7 +233,7 @@ def test_octet_counting_keeps_a_raw_newline_inside_the_message(
 
 
 def test_header_fields_are_cut_to_what_rfc_5424_allows(
-    receiver: Rsyslog, sample_alerts: list[Alert]
+    receiver: Rsyslog, sample_alerts: list[AlertDict]
 ) -> None:
     app = f"t {uuid.uuid4().hex} éx" + "y" * 60
     alert = {
@@ -256,7 +256,7 @@ def test_header_fields_are_cut_to_what_rfc_5424_allows(
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_receiver_restart_between_batches(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert], transport: Literal["tcp", "tls"]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict], transport: Literal["tcp", "tls"]
 ) -> None:
     cfg = config(receiver, app, transport, ca_file=receiver.ca_file)
 
@@ -278,7 +278,7 @@ def test_receiver_restart_between_batches(
 
 
 def test_receiver_down_fails_the_send_and_recovers(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict]
 ) -> None:
     cfg = config(receiver, app, "tcp")
 
@@ -314,7 +314,7 @@ def closed_port() -> int:
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_no_receiver_is_a_prompt_send_error(
-    sample_alerts: list[Alert], transport: Literal["tcp", "tls"]
+    sample_alerts: list[AlertDict], transport: Literal["tcp", "tls"]
 ) -> None:
     cfg = SyslogConfig(type="syslog", transport=transport, port=closed_port())
     started = time.monotonic()
@@ -324,7 +324,7 @@ def test_no_receiver_is_a_prompt_send_error(
 
 
 def test_tls_with_the_wrong_ca_is_a_send_error(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict]
 ) -> None:
     other = CertificateAuthority("some other CA")
     context = ssl.create_default_context(cadata=other.pem().decode())
@@ -335,7 +335,7 @@ def test_tls_with_the_wrong_ca_is_a_send_error(
     assert not [m for m in receiver.lines() if m["app_name"] == app]
 
 
-def test_a_silent_tls_peer_times_out(sample_alerts: list[Alert]) -> None:
+def test_a_silent_tls_peer_times_out(sample_alerts: list[AlertDict]) -> None:
     # Accepts TCP connections (the kernel's backlog) but never answers the handshake.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -348,12 +348,12 @@ def test_a_silent_tls_peer_times_out(sample_alerts: list[Alert]) -> None:
 
 
 def test_udp_refuses_a_message_above_the_datagram_limit(
-    receiver: Rsyslog, app: str, sample_alerts: list[Alert]
+    receiver: Rsyslog, app: str, sample_alerts: list[AlertDict]
 ) -> None:
     sink = SyslogSink("siem", config(receiver, app, "udp", "native"))
     limit = 65_507
 
-    def sized(alert: Alert, size: int) -> Alert:
+    def sized(alert: AlertDict, size: int) -> AlertDict:
         padded = {**alert, "summary": ""}
         padded["summary"] = "x" * (size - len(sink.encode(padded)))
         assert len(sink.encode(padded)) == size
@@ -375,7 +375,7 @@ def test_udp_refuses_a_message_above_the_datagram_limit(
     assert orjson.loads(largest["msg"]) == alerts[2]
 
 
-def test_udp_port_unreachable_fails_a_later_send(sample_alerts: list[Alert]) -> None:
+def test_udp_port_unreachable_fails_a_later_send(sample_alerts: list[AlertDict]) -> None:
     cfg = SyslogConfig(type="syslog", transport="udp", port=closed_port(), format="native")
 
     async def scenario() -> None:

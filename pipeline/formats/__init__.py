@@ -15,24 +15,24 @@ import orjson
 from pipeline.formats.cef import to_cef
 from pipeline.formats.ecs import to_ecs
 from pipeline.formats.ocsf import to_ocsf
-from pipeline.sinks import Alert
+from pipeline.sinks import AlertDict
 from pipeline.sinks.config import Format
 
-_DOCUMENTS: dict[str, Callable[[Alert], dict[str, Any]]] = {
+_DOCUMENTS: dict[str, Callable[[AlertDict], dict[str, Any]]] = {
     "native": dict,
     "ocsf": to_ocsf,
     "ecs": to_ecs,
 }
 
 
-def document(alert: Alert, fmt: Format) -> dict[str, Any]:
+def document(alert: AlertDict, fmt: Format) -> dict[str, Any]:
     """The alert as a JSON object in ``fmt`` (``cef`` is text only: use ``line``)."""
     if fmt == "cef":
         raise ValueError("format 'cef' is a line of text, not a JSON document")
     return _DOCUMENTS[fmt](alert)
 
 
-def line(alert: Alert, fmt: Format) -> str:
+def line(alert: AlertDict, fmt: Format) -> str:
     """The alert as one line of text: CEF, or compact JSON for the other formats."""
     if fmt == "cef":
         return to_cef(alert)

@@ -28,7 +28,7 @@ _KEEP = 8
 """Distinct recent places per user: enough to compare a late sign-in with its neighbours."""
 
 
-class Settings(StatefulSettings):
+class ImpossibleTravelSettings(StatefulSettings):
     window_minutes: float = Field(24 * 60, gt=0)
     """How far back a sign-in is compared; the severity shows how fast the jump was."""
     max_kmh: float = Field(800, gt=0)
@@ -52,7 +52,9 @@ def wants(obs: Observation) -> bool:
     )
 
 
-def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
+def step(
+    state: Any, obs: Observation, settings: ImpossibleTravelSettings, newest: float
+) -> tuple[Any, Hit | None]:
     lat, lon = obs.location.lat, obs.location.lon
     assert lat is not None and lon is not None  # wants() let only located sign-ins in
     here = [obs.time, obs.id, lat, lon, obs.ip, obs.location.country, obs.location.city]
@@ -140,7 +142,7 @@ RULE = StatefulRule(
     keyed_by="user",
     wants=wants,
     step=step,
-    settings=Settings,
+    settings=ImpossibleTravelSettings,
     scenarios=(
         Scenario(
             "Amsterdam then Singapore 30 minutes later",

@@ -24,7 +24,7 @@ from pipeline.rules.windows import (
 _COUNTED = Outcome.MFA_DENIED.value
 
 
-class Settings(BurstSettings):
+class MfaFatigueSettings(BurstSettings):
     threshold: int = Field(5, ge=2)
 
 
@@ -32,7 +32,9 @@ def wants(obs: Observation) -> bool:
     return bool(obs.user) and obs.outcome in (_COUNTED, Outcome.SUCCESS.value)
 
 
-def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
+def step(
+    state: Any, obs: Observation, settings: MfaFatigueSettings, newest: float
+) -> tuple[Any, Hit | None]:
     def describe(prompts: int, succeeded: bool) -> tuple[Severity, str]:
         if succeeded:
             return "high", f"{prompts} MFA prompts denied or unanswered, then one approved"
@@ -71,7 +73,7 @@ RULE = StatefulRule(
     keyed_by="user",
     wants=wants,
     step=step,
-    settings=Settings,
+    settings=MfaFatigueSettings,
     scenarios=(
         Scenario("5 denials in 8 minutes", 1, _denials(5, 2.0), severity="medium"),
         Scenario("4 denials: one short", 0, _denials(4, 2.0)),

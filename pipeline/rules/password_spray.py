@@ -31,7 +31,7 @@ _MAX_ENTRIES = 1000
 """Per address: a spray past this many failures in the window is already an incident."""
 
 
-class Settings(StatefulSettings):
+class PasswordSpraySettings(StatefulSettings):
     window_minutes: float = Field(20, gt=0)
     min_users: int = Field(10, ge=2)
     """Distinct users failing from one address within the window."""
@@ -42,7 +42,9 @@ def wants(obs: Observation) -> bool:
     return bool(obs.ip) and obs.outcome == _FAILED
 
 
-def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
+def step(
+    state: Any, obs: Observation, settings: PasswordSpraySettings, newest: float
+) -> tuple[Any, Hit | None]:
     window = settings.window_minutes * 60
     entries: list[list[Any]] = (state or {}).get("failures", [])
     admitted = admit(
@@ -60,7 +62,9 @@ def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tup
     return state, _hit(found, obs, settings, "medium")
 
 
-def _hit(found: list[list[Any]], obs: Observation, settings: Settings, severity: Any) -> Hit:
+def _hit(
+    found: list[list[Any]], obs: Observation, settings: PasswordSpraySettings, severity: Any
+) -> Hit:
     users = sorted({e[3] or e[2] for e in found})
     evidence: dict[str, object] = {
         "distinct_users": len(users),
@@ -105,7 +109,7 @@ RULE = StatefulRule(
     keyed_by="ip",
     wants=wants,
     step=step,
-    settings=Settings,
+    settings=PasswordSpraySettings,
     scenarios=(
         Scenario("10 users in 13 minutes", 1, _spray(10, 1.4), severity="medium"),
         Scenario("9 users: one short", 0, _spray(9, 1.0)),

@@ -36,7 +36,7 @@ from pipeline.rules.windows import (
 _RISKY_STATES = ("atRisk", "confirmedCompromised")
 
 
-class Settings(StatefulSettings):
+class RiskDetectionSettings(StatefulSettings):
     window_minutes: float = Field(24 * 60, gt=0)
     """How long a sign-in is kept for joining."""
     max_recent: int = Field(20, ge=1)
@@ -53,7 +53,9 @@ def wants(obs: Observation) -> bool:
     )
 
 
-def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tuple[Any, Hit | None]:
+def step(
+    state: Any, obs: Observation, settings: RiskDetectionSettings, newest: float
+) -> tuple[Any, Hit | None]:
     state = dict(state or {})
     span = (settings.window_minutes + settings.lateness_minutes) * 60
     admitted = admit(state.get("recent", []), [obs.time, obs.id, obs.encode()], newest, span)
@@ -83,7 +85,7 @@ def step(state: Any, obs: Observation, settings: Settings, newest: float) -> tup
 
 
 def on_risk(
-    state: Any, event: RiskEvent, settings: Settings, newest: float
+    state: Any, event: RiskEvent, settings: RiskDetectionSettings, newest: float
 ) -> tuple[Any, Hit | None]:
     state = dict(state or {})
     if event.category == Category.RISKY_USERS:
@@ -110,7 +112,9 @@ def on_risk(
     return state, _hit(evidence, _from_event(event, event.request_id or event.id), joined=False)
 
 
-def _unexpired(state: dict[str, Any], newest: float, settings: Settings) -> list[list[Any]]:
+def _unexpired(
+    state: dict[str, Any], newest: float, settings: RiskDetectionSettings
+) -> list[list[Any]]:
     """Detections not joined by ``requestId`` whose sign-in may still arrive in time."""
     horizon = newest - settings.lateness_minutes * 60
     return [entry for entry in state.get("pending", []) if entry[0] >= horizon]
@@ -218,7 +222,7 @@ RULE = StatefulRule(
     wants=wants,
     step=step,
     on_risk=on_risk,
-    settings=Settings,
+    settings=RiskDetectionSettings,
     scenarios=(
         Scenario(
             "offline detection joined by requestId",

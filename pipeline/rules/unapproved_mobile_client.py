@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 CA_BLOCKED = 53003
 
 
-class Settings(RuleSettings):
+class UnapprovedMobileClientSettings(RuleSettings):
     report_blocked_attempts: bool = False
     """Also raise an informational alert when Conditional Access blocked the attempt."""
 
 
-def check(e: Enriched, policy: Policy, settings: Settings) -> Finding | None:
+def check(e: Enriched, policy: Policy, settings: UnapprovedMobileClientSettings) -> Finding | None:
     s, client = e.signin, e.client
     if not client.mobile or client.approved or client.family == "office-mobile" or s.is_workload:
         return None
@@ -108,7 +108,7 @@ RULE = Rule(
         "alerts only when the policy asks for them."
     ),
     check=check,
-    settings=Settings,
+    settings=UnapprovedMobileClientSettings,
     cases=(
         Case("native iOS Mail (iOS Accounts) to Exchange Online", True, _IOS_MAIL),
         Case("Gmail over Exchange ActiveSync", True, _GMAIL_EAS),

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Alert = dict[str, Any]
-"""An alert as decoded from the alerts topic, after the sink's privacy controls."""
+AlertDict = dict[str, Any]
+"""An alert as decoded from the alerts topic, after the sink's privacy controls: the JSON
+mapping of a ``pipeline.records.Alert``, which is what formats, privacy and sinks handle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class Sink(Protocol):
     max_batch: int
     """Alerts per ``send`` at most."""
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """Deliver ``alerts`` in order; return the ones refused for good, or raise."""
 
     async def close(self) -> None: ...

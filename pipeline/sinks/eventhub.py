@@ -14,7 +14,7 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from pipeline.formats import line
 from pipeline.settings import Settings
-from pipeline.sinks import Alert, Refusal
+from pipeline.sinks import AlertDict, Refusal
 from pipeline.sinks.config import EventHubConfig
 from pipeline.sources.eventhub import eventhub_client
 
@@ -34,7 +34,7 @@ class EventHubSink:
             retry_total=0,
         )
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """All or nothing: a failure raises and the forwarder sends the batch again."""
         by_key: defaultdict[str, list[bytes]] = defaultdict(list)
         for alert in alerts:

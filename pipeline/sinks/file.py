@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.files import open_private
 from pipeline.formats import line
-from pipeline.sinks import Alert, Refusal
+from pipeline.sinks import AlertDict, Refusal
 from pipeline.sinks.config import FileConfig
 from pipeline.sinks.syslog import Rfc5424
 
@@ -33,13 +33,13 @@ class FileSink:
         self._mode = mode
         open_private(self._path, mode, append=True).close()  # private before the first alert
         fmt = config.format
-        self._encode: Callable[[Alert], bytes] = (
+        self._encode: Callable[[AlertDict], bytes] = (
             Rfc5424(fmt, config.facility, config.hostname, config.app_name)
             if config.syslog
             else lambda alert: line(alert, fmt).encode()
         )
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         data = b"".join(self._encode(alert) + b"\n" for alert in alerts)
         await asyncio.to_thread(self._append, data)
         return []

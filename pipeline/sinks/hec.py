@@ -17,7 +17,7 @@ import orjson
 from pydantic import SecretStr
 
 from pipeline.formats import document, line
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks._http import answered, http_client, post
 from pipeline.sinks.config import HecConfig, sink_secret
 from pipeline.timeparse import parse_time
@@ -47,7 +47,7 @@ class HecSink:
             verify, {"Authorization": f"Splunk {secret}", "Content-Type": "application/json"}
         )
 
-    def _event(self, alert: Alert) -> bytes:
+    def _event(self, alert: AlertDict) -> bytes:
         fmt = self._config.format
         envelope: dict[str, Any] = {
             "time": parse_time(alert["time"]).timestamp(),
@@ -59,7 +59,7 @@ class HecSink:
         envelope["event"] = line(alert, fmt) if fmt == "cef" else document(alert, fmt)
         return orjson.dumps(envelope)
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """Send the batch, and after a refused event the rest of it, until all is indexed.
 
         400 (an event's data) refuses the event HEC names; without a name, or on 413 (too

@@ -16,7 +16,7 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.monitor.ingestion import LogsUploadError
 from azure.monitor.ingestion.aio import LogsIngestionClient
 
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks.config import SentinelConfig
 
 TABLE_COLUMNS: Final[dict[str, str]] = {
@@ -49,7 +49,7 @@ REFUSED = frozenset({400, 413})
 """The service rejected the rows themselves: malformed, or too large."""
 
 
-def table_row(alert: Alert) -> dict[str, Any]:
+def table_row(alert: AlertDict) -> dict[str, Any]:
     """The alert as a row of ``TABLE_COLUMNS``; fields held back by the sink's allow-list
     stay empty."""
     location = alert.get("location") or {}
@@ -111,7 +111,7 @@ class SentinelSink:
             **tls,
         )
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """Upload the batch. A chunk answered 400/413 is refused row by row (the service does
         not say which row); anything else (401/403, 429, 5xx, network) raises with ``done`` =
         rows in the chunks before, which the service accepted."""

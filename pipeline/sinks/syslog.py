@@ -44,7 +44,7 @@ import ssl
 from collections.abc import Sequence
 
 from pipeline.formats import line
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks.config import Format, SyslogConfig
 from pipeline.timeparse import parse_time
 
@@ -111,7 +111,7 @@ class Rfc5424:
             )
         )
 
-    def __call__(self, alert: Alert) -> bytes:
+    def __call__(self, alert: AlertDict) -> bytes:
         severity = str(alert.get("severity", ""))
         pri = self._facility * 8 + SEVERITY.get(severity, _UNKNOWN_SEVERITY)
         params = " ".join(
@@ -147,7 +147,7 @@ class SyslogSink:
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._datagrams: tuple[asyncio.DatagramTransport, _Datagrams] | None = None
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         if self._config.transport == "udp":
             return await self._send_udp(alerts)
         if not alerts:
@@ -217,7 +217,7 @@ class SyslogSink:
             self._stream[1].transport.abort()
         self._stream = None
 
-    async def _send_udp(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def _send_udp(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         if self._datagrams is None:
             try:
                 self._datagrams = await asyncio.wait_for(

@@ -19,7 +19,7 @@ import httpx
 
 from pipeline.formats import document
 from pipeline.records import SEVERITIES
-from pipeline.sinks import Alert, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError
 from pipeline.sinks._http import answered, http_client, post
 from pipeline.sinks.config import WebhookConfig, sink_secret
 
@@ -101,7 +101,7 @@ class WebhookSink:
         self._mask = _MaskUrl(self._url)
         logging.getLogger("httpx").addFilter(self._mask)
 
-    async def send(self, alerts: Sequence[Alert]) -> list[Refusal]:
+    async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """Post in order. A 400/413/422 refuses that alert; any other failure raises with
         ``done`` = alerts before it, so a retry never posts a message twice.
 
@@ -137,7 +137,7 @@ class WebhookSink:
             refused.append(Refusal(index, answered("webhook", response)))
         return refused
 
-    def _message(self, alert: Alert) -> dict[str, Any]:
+    def _message(self, alert: AlertDict) -> dict[str, Any]:
         if self._config.template == "teams":
             return teams_message(alert)
         if self._config.template == "slack":
@@ -149,7 +149,7 @@ class WebhookSink:
         await self._client.aclose()
 
 
-def _facts(alert: Alert) -> list[tuple[str, str]]:
+def _facts(alert: AlertDict) -> list[tuple[str, str]]:
     """What an analyst triages on, label and text, empty ones left out."""
     location = alert.get("location") or {}
     client = alert.get("client") or {}
@@ -174,14 +174,14 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     return [(label, str(value)) for label, value in facts if value]
 
 
-def _headline(alert: Alert) -> str:
+def _headline(alert: AlertDict) -> str:
     return f"{str(alert.get('severity', '')).upper()}: {alert.get('title', alert.get('rule'))}"
 
 
 _CARD_COLOURS = {"critical": "attention", "high": "attention", "medium": "warning", "low": "accent"}
 
 
-def teams_message(alert: Alert) -> dict[str, Any]:
+def teams_message(alert: AlertDict) -> dict[str, Any]:
     """The Workflows "post to a channel when a webhook request is received" payload: a message
     with one Adaptive Card (the retired Office 365 connector cards are not accepted)."""
     body: list[dict[str, Any]] = [
@@ -244,7 +244,7 @@ def _plain(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_message(alert: Alert) -> dict[str, Any]:
+def slack_message(alert: AlertDict) -> dict[str, Any]:
     """Blocks within Slack's limits: header ≤150 characters, section text ≤3000, ≤10 fields of
     ≤2000; ``text`` is the notification and screen-reader fallback."""
     section: dict[str, Any] = {"type": "section"}
