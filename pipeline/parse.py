@@ -532,10 +532,14 @@ def _strings(obj: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     return [v if v.__class__ is str else _str(v) for v in map(obj.get, keys)]
 
 
-def _declared() -> tuple[list[tuple[int, str, bool]], list[tuple[int, tuple[str, ...], str]]]:
-    """The ``From`` declarations on ``SignIn``'s fields, split for speed: top-level text
-    fields (almost all of them: read in one pass), and the rest (nested or numbers)."""
-    flat: list[tuple[int, str, bool]] = []
+Run = tuple[int, int, tuple[str, ...], bool]
+"""Consecutive ``SignIn`` fields read alike from top-level keys: start, end, keys, lower."""
+
+
+def _declared() -> tuple[list[Run], list[tuple[int, tuple[str, ...], str]]]:
+    """The ``From`` declarations on ``SignIn``'s fields: runs of top-level text fields,
+    each filled by one comprehension, and the rest (nested or numbers) one by one."""
+    runs: list[Run] = []
     other: list[tuple[int, tuple[str, ...], str]] = []
     for index, (name, hint) in enumerate(get_type_hints(SignIn, include_extras=True).items()):
         source = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, From)), None)
@@ -543,15 +547,25 @@ def _declared() -> tuple[list[tuple[int, str, bool]], list[tuple[int, tuple[str,
             continue
         assert SignIn._fields[index] == name
         keys = tuple(source.path.split("."))
-        if len(keys) == 1 and source.clean != "int":
-            flat.append((index, keys[0], source.clean == "lower"))
-        else:
+        if len(keys) > 1 or source.clean == "int":
             other.append((index, keys, source.clean))
-    return flat, other
+            continue
+        lower = source.clean == "lower"
+        if runs and runs[-1][1] == index and runs[-1][3] == lower:
+            start, _, run_keys, _ = runs.pop()
+            runs.append((start, index + 1, (*run_keys, keys[0]), lower))
+        else:
+            runs.append((index, index + 1, keys, lower))
+    return runs, other
 
 
-_FLAT, _OTHER = _declared()
-_FLAT_KEYS = tuple(key for _, key, _ in _FLAT)
+_RUNS, _OTHER = _declared()
+_BLANK: list[Any] = [None] * len(SignIn._fields)
+"""A row with every declared field empty: what an export without it reads as."""
+for _run in _RUNS:
+    _BLANK[_run[0] : _run[1]] = [""] * (_run[1] - _run[0])
+for _nest in _OTHER:
+    _BLANK[_nest[0]] = 0 if _nest[2] == "int" else ""
 _AT = {name: index for index, name in enumerate(SignIn._fields)}
 _ID, _TIME, _CATEGORY, _TENANT = _AT["id"], _AT["time"], _AT["category"], _AT["tenant_id"]
 _DISPLAY, _IP, _CORRELATION = _AT["display_name"], _AT["ip"], _AT["correlation_id"]
@@ -565,8 +579,7 @@ _POLICIES, _RISK_TYPES = _AT["ca_policies"], _AT["risk_event_types"]
 _INTERACTIVE, _STEPS = _AT["interactive"], _AT["auth_steps"]
 
 
-def _nested(props: dict[str, Any], keys: tuple[str, ...], clean: str) -> Any:
-    value: Any = props
+def _nested(value: Any, keys: tuple[str, ...], clean: str) -> Any:
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     if clean == "int":
@@ -585,12 +598,18 @@ def _int_or_zero(value: Any) -> int:
 
 def _signin(rec: dict[str, Any], props: dict[str, Any], category: Category, prefix: str) -> SignIn:
     rid = _required_id(props, prefix)
-    row: list[Any] = [None] * len(SignIn._fields)
-    for (index, _, lower), value in zip(_FLAT, map(props.get, _FLAT_KEYS), strict=True):
-        text = value if value.__class__ is str else _str(value)
-        row[index] = text.lower() if lower else text
+    row = _BLANK.copy()
+    get = props.get
+    for start, end, keys, lower in _RUNS:
+        # None (absent) is the common case for the rarer fields: no call for it.
+        texts = [
+            v if v.__class__ is str else ("" if v is None else _str(v)) for v in map(get, keys)
+        ]
+        row[start:end] = [t.lower() for t in texts] if lower else texts
     for index, keys, clean in _OTHER:
-        row[index] = _nested(props, keys, clean)
+        value = props.get(keys[0])
+        if value is not None:
+            row[index] = _nested(value, keys[1:], clean)
     row[_ID] = rid
     row[_TIME] = _event_time(rec, props, ("createdDateTime",), prefix, rid)
     row[_CATEGORY] = category

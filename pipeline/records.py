@@ -98,64 +98,66 @@ class From(NamedTuple):
 
 class SignIn(NamedTuple):
     """One sign-in of any category, user or workload. Fields without ``From`` are read by
-    code of their own in the parser (they need the envelope, the category or a shape)."""
+    code of their own in the parser (they need the envelope, the category or a shape).
+    Fields read alike sit together: the parser fills each such run in one pass."""
 
     id: str
     time: datetime
     category: Category
     tenant_id: str
+    # Read as text.
     user_id: Annotated[str, From("userId")]
     upn: Annotated[str, From("userPrincipalName")]
     display_name: Annotated[str, From("userDisplayName")]
     """Else the envelope's ``identity``."""
-    app_id: Annotated[str, From("appId", "lower")]
     app_name: Annotated[str, From("appDisplayName")]
-    resource_id: Annotated[str, From("resourceId", "lower")]
     resource_name: Annotated[str, From("resourceDisplayName")]
     client_app_used: Annotated[str, From("clientAppUsed")]
     user_agent: Annotated[str, From("userAgent")]
     ip: Annotated[str, From("ipAddress")]
     """Else the envelope's ``callerIpAddress``."""
+    ca_status: Annotated[str, From("conditionalAccessStatus")]
+    risk_state: Annotated[str, From("riskState")]
+    risk_detail: Annotated[str, From("riskDetail")]
+    auth_requirement: Annotated[str, From("authenticationRequirement")]
+    sp_name: Annotated[str, From("servicePrincipalName")]
+    correlation_id: Annotated[str, From("correlationId")]
+    """Else the envelope's ``correlationId``."""
+    auth_protocol: Annotated[str, From("authenticationProtocol")]
+    """``deviceCode``, ``ropc``, ``oAuth2``, ``saml20``, ``wsFed``, ``none``..."""
+    original_transfer_method: Annotated[str, From("originalTransferMethod")]
+    """``deviceCodeFlow`` on a refresh of a token first obtained by device code."""
+    incoming_token_type: Annotated[str, From("incomingTokenType")]
+    session_id: Annotated[str, From("sessionId")]
+    user_type: Annotated[str, From("userType")]
+    """``member`` or ``guest``."""
+    cross_tenant_access_type: Annotated[str, From("crossTenantAccessType")]
+    sp_credential_key_id: Annotated[str, From("servicePrincipalCredentialKeyId")]
+    # Read lower-cased.
+    app_id: Annotated[str, From("appId", "lower")]
+    resource_id: Annotated[str, From("resourceId", "lower")]
+    risk_during: Annotated[str, From("riskLevelDuringSignIn", "lower")]
+    risk_aggregated: Annotated[str, From("riskLevelAggregated", "lower")]
+    sp_id: Annotated[str, From("servicePrincipalId", "lower")]
+    home_tenant_id: Annotated[str, From("homeTenantId", "lower")]
+    resource_tenant_id: Annotated[str, From("resourceTenantId", "lower")]
+    # Numbers and nested values.
+    asn: Annotated[int, From("autonomousSystemNumber", "int")]
+    """The source address's autonomous system; 0 when unknown."""
+    additional_details: Annotated[str, From("status.additionalDetails")]
+    token_session_status: Annotated[str, From("tokenProtectionStatusDetails.signInSessionStatus")]
+    """Token protection: ``bound``, ``unbound`` or ``unknown``."""
+    # Read by code of their own.
     location: Location
     device: Device
     error_code: int
     failure_reason: str
-    ca_status: Annotated[str, From("conditionalAccessStatus")]
     ca_policies: tuple[PolicyResult, ...]
     """The Conditional Access policies that applied (enforced or report-only with an outcome);
     ``notApplied`` and ``notEnabled`` entries are dropped."""
-    risk_during: Annotated[str, From("riskLevelDuringSignIn", "lower")]
-    risk_aggregated: Annotated[str, From("riskLevelAggregated", "lower")]
-    risk_state: Annotated[str, From("riskState")]
-    risk_detail: Annotated[str, From("riskDetail")]
     risk_event_types: tuple[str, ...]
     interactive: bool
-    auth_requirement: Annotated[str, From("authenticationRequirement")]
     auth_steps: tuple[AuthStep, ...]
-    sp_id: Annotated[str, From("servicePrincipalId", "lower")]
-    sp_name: Annotated[str, From("servicePrincipalName")]
-    correlation_id: Annotated[str, From("correlationId")]
-    """Else the envelope's ``correlationId``."""
-    # What the modern-attack detections read (device code, ROPC, token replay, workloads).
-    auth_protocol: Annotated[str, From("authenticationProtocol")] = ""
-    """``deviceCode``, ``ropc``, ``oAuth2``, ``saml20``, ``wsFed``, ``none``..."""
-    original_transfer_method: Annotated[str, From("originalTransferMethod")] = ""
-    """``deviceCodeFlow`` on a refresh of a token first obtained by device code."""
-    incoming_token_type: Annotated[str, From("incomingTokenType")] = ""
-    session_id: Annotated[str, From("sessionId")] = ""
-    user_type: Annotated[str, From("userType")] = ""
-    """``member`` or ``guest``."""
-    asn: Annotated[int, From("autonomousSystemNumber", "int")] = 0
-    """The source address's autonomous system; 0 when unknown."""
-    additional_details: Annotated[str, From("status.additionalDetails")] = ""
-    cross_tenant_access_type: Annotated[str, From("crossTenantAccessType")] = ""
-    home_tenant_id: Annotated[str, From("homeTenantId", "lower")] = ""
-    resource_tenant_id: Annotated[str, From("resourceTenantId", "lower")] = ""
-    sp_credential_key_id: Annotated[str, From("servicePrincipalCredentialKeyId")] = ""
-    token_session_status: Annotated[
-        str, From("tokenProtectionStatusDetails.signInSessionStatus")
-    ] = ""
-    """Token protection: ``bound``, ``unbound`` or ``unknown``."""
 
     @property
     def succeeded(self) -> bool:
