@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests
-	$(BIN)/ruff format --check --quiet pipeline tests
-	$(BIN)/mypy pipeline
+	$(BIN)/ruff check pipeline tests tools
+	$(BIN)/ruff format --check --quiet pipeline tests tools
+	$(BIN)/mypy pipeline tools
 
 # Real peers the tests run, from Debian: installed when missing and root, else named.
 DEBIAN_PEERS := rsyslog rsyslog-openssl prometheus
@@ -42,12 +42,13 @@ test: lint peers
 demo: $(STAMP)
 	$(BIN)/signin-risk demo $(DEMO_ARGS)
 
+# The benchmarks and the sample generator are tools/, run from the checkout (not in the wheel).
 bench: $(STAMP)
-	$(BIN)/signin-risk bench
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # Regenerate the bundled demo sample from the generator (tests check they agree).
 sample: $(STAMP)
-	$(BIN)/python -c "from pipeline.synth import write_sample; write_sample('pipeline/data/sample-signins.ndjson')"
+	$(BIN)/python -m tools.synth pipeline/data/sample-signins.ndjson
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ import yaml
 from builders import dumps, signin
 
 from pipeline.rules import REGISTRY
-from pipeline.synth import INCIDENTS
+from tools.synth import INCIDENTS
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "pipeline" / "data" / "sample-signins.ndjson"

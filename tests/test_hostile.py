@@ -35,7 +35,7 @@ from pipeline.procs import spawn, terminate
 from pipeline.rules import REGISTRY
 from pipeline.settings import Settings
 from pipeline.sources.replay import replay
-from pipeline.synth import sample_days
+from tools.synth import sample_days
 
 LETTER_LIMIT = 64 * 1024
 

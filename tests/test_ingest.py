@@ -4,8 +4,8 @@ import orjson
 from builders import dumps, signin
 
 from pipeline.ingest import ingest
-from pipeline.synth import sample_records
 from pipeline.wire import decode_batch
+from tools.synth import sample_records
 
 RECORDS = sample_records()
 

@@ -19,8 +19,8 @@ from pipeline.sources.replay import (
     records_in_line,
     replay,
 )
-from pipeline.synth import sample_envelopes, sample_records
 from pipeline.topics import create_topics
+from tools.synth import sample_envelopes, sample_records
 
 BAD_LINE = b'{"records": [{"category": "SignInLogs", "properties": {"id": "cut-off'
 

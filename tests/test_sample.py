@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.parse import parse_file
 from pipeline.records import SignIn
-from pipeline.synth import INCIDENTS, write_sample
+from tools.synth import INCIDENTS, write_sample
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 
@@ -18,7 +18,7 @@ def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
     fresh = tmp_path / "sample.ndjson"
     write_sample(fresh, seed=7)
     assert fresh.read_bytes() == SAMPLE.read_bytes(), (
-        "pipeline/synth.py no longer writes the bundled sample: run `make sample`"
+        "tools/synth.py no longer writes the bundled sample: run `make sample`"
     )
 
 

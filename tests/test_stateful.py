@@ -21,7 +21,7 @@ from pipeline.rules.windows import admit, burst
 from pipeline.scan import scan
 from pipeline.settings import Settings
 from pipeline.stateful import StateBook
-from pipeline.synth import sample_days
+from tools.synth import sample_days
 
 START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 

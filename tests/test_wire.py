@@ -1,8 +1,8 @@
 from builders import dumps, signin
 
 from pipeline.parse import normalize, parse_event
-from pipeline.synth import sample_records
 from pipeline.wire import decode_batch, encode_batch, partition_for, record_key
+from tools.synth import sample_records
 
 
 def test_every_record_of_the_sample_round_trips_exactly() -> None:

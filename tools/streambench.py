@@ -24,8 +24,8 @@ from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.demo import embedded_settings
 from pipeline.procs import spawn_worker, terminate
 from pipeline.settings import Settings
-from pipeline.synth import bench_envelope
 from pipeline.topics import create_topics
+from tools.synth import bench_envelope
 
 PER_ENVELOPE = 20
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import random
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ OUTLOOK_MOBILE_ID = "27922004-5251-4030-b22d-91ecd9a37ea4"
 MODERN = "Mobile Apps and Desktop clients"
 _NS = uuid.UUID("9b0c7a52-3f1e-4d6a-8e2b-5c4f7a1d0e93")  # stable ids for users and policies
 _START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+# The demo's input, bundled in the package; tests/test_sample.py checks it is what we write.
+BUNDLED_SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 
 
 @dataclass(frozen=True)
@@ -1022,3 +1025,7 @@ def bench_envelope(n_records: int, seed: int) -> bytes:
             )
         )
     return orjson.dumps({"records": records})
+
+
+if __name__ == "__main__":  # make sample
+    write_sample(sys.argv[1] if len(sys.argv) > 1 else BUNDLED_SAMPLE)

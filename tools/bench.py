@@ -3,20 +3,27 @@
 The ratio is the figure that matters: orjson is the floor every record pays, so the ratio
 says how much the normalization, client identity, risk and rules add on top, independent of
 the machine the benchmark runs on.
+
+``python -m tools.bench`` (``make bench``, or ``signin-risk bench`` from a checkout) prints
+this scan figure, then the streaming worker's (``tools/streambench.py``) and the Event Hubs
+bridge's (``tools/bridgebench.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import sys
 import time
+from collections.abc import Sequence
 
 import orjson
 
 from pipeline.policy import Policy, policy_from_data
 from pipeline.rules import REGISTRY, StatefulRule
 from pipeline.scan import scan
-from pipeline.synth import bench_envelope
+from tools.synth import bench_envelope
 
 RECORDS_PER_ENVELOPE = 20  # what diagnostic settings deliver per Event Hubs event, roughly
 
@@ -71,3 +78,33 @@ def run_scan_bench(n_records: int, repeat: int) -> str:
             f"bench stateful_rps={scan_rps:.0f} stateless_rps={stateless_rps:.0f}",
         ]
     )
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Throughput of scan, the streaming worker and the bridge."
+    )
+    parser.add_argument("--records", type=int, default=20000, help="~5 KB sign-ins to generate")
+    parser.add_argument("--repeat", type=int, default=5, help="runs; the best one is reported")
+    parser.add_argument("--scan-only", action="store_true", help="skip the streaming benchmark")
+    parser.add_argument("--rate", type=int, default=2000, help="sign-ins/s for the latency phase")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    print(run_scan_bench(args.records, args.repeat), flush=True)
+    if not args.scan_only:
+        from pipeline.app import quiet_libraries
+        from tools.bridgebench import run_bridge_bench
+        from tools.streambench import PER_ENVELOPE, run_stream_bench
+
+        quiet_libraries()
+        print(run_stream_bench(args.records, args.rate, args.seconds), flush=True)
+        print(run_bridge_bench(args.records // PER_ENVELOPE))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

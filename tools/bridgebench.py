@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from pipeline.broker import EmbeddedBroker
 from pipeline.demo import embedded_settings
 from pipeline.sources.eventhub import run_bridge
-from pipeline.synth import bench_envelope
 from pipeline.topics import create_topics
+from tools.synth import bench_envelope
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 PER_ENVELOPE = 20
