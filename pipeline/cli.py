@@ -223,7 +223,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
     from pipeline import metrics
     from pipeline.forward import forward
-    from pipeline.sinks.registry import build_sink, sink_config
+    from pipeline.sinks import build_sink, sink_config
 
     settings = _settings()
     try:

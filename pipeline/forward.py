@@ -40,8 +40,7 @@ from pipeline.procs import (
 )
 from pipeline.rejects import Rejected
 from pipeline.settings import Settings
-from pipeline.sinks import AlertDict, Refusal, SendError, Sink
-from pipeline.sinks.config import SinkBase
+from pipeline.sinks import AlertDict, Refusal, SendError, Sink, SinkBase
 from pipeline.topics import TopicSpec, create_topics
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ validated with the same precision as the top level.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from pydantic import (
 
 from pipeline.clientapp import EXCHANGE_ONLINE_RESOURCE_ID, OUTLOOK_MOBILE_APP_ID
 from pipeline.rules import REGISTRY, RuleSettings
-from pipeline.sinks.config import SinkConfig
+from pipeline.sinks import Sinks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -105,8 +104,6 @@ class Allowlist(_Model):
 
 
 _VERSION = r"^\d+(\.\d+)+$"
-_SINK_NAME = r"[a-z0-9][a-z0-9-]{0,39}"
-"""Sink names end up in topic, consumer group and environment variable names."""
 
 
 class OutlookMinimum(_Model):
@@ -139,16 +136,8 @@ class Policy(_Model):
     outlook_minimum: OutlookMinimum = OutlookMinimum()
     allowlist: Allowlist = Allowlist()
     rules: _RuleSettingsById = Field(default_factory=_RuleSettingsById)
-    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+    sinks: Sinks = Field(default_factory=dict)
     """Where ``signin-risk forward --sink NAME`` delivers alerts, keyed by NAME."""
-
-    @field_validator("sinks")
-    @classmethod
-    def _sink_names(cls, value: dict[str, SinkConfig]) -> dict[str, SinkConfig]:
-        for name in value:
-            if not re.fullmatch(_SINK_NAME, name):
-                raise ValueError(f"sink name {name!r} must match {_SINK_NAME}")
-        return value
 
     @field_serializer("mail_resources")
     def _sorted(self, value: frozenset[str]) -> list[str]:

@@ -23,10 +23,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.sinks import AlertDict
-from pipeline.sinks.config import PseudonymField
+if TYPE_CHECKING:  # types only: importing the sinks would load every sink module
+    from pipeline.sinks import AlertDict, PseudonymField
 
 ALWAYS_KEPT = frozenset({"id", "rule", "severity", "time", "title"})
 """Without these an alert cannot be deduplicated, routed or read."""

@@ -47,7 +47,7 @@ from pipeline.cli import build_parser
 from pipeline.forward import sink_deadletter
 from pipeline.policy import Policy, load_policy, policy_from_data
 from pipeline.settings import Settings
-from pipeline.sinks.registry import sink_config
+from pipeline.sinks import sink_config
 from pipeline.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ SECRET_ENV = {
     env for env, name in SETTINGS_ENV.items() if Settings.model_fields[name].annotation is SecretStr
 }
 SINK_SECRET = re.compile(r"SIGNIN_RISK_SINK_(?P<sink>[A-Z0-9_]+)_(?P<kind>TOKEN|URL)")
-"""``pipeline.sinks.config.sink_secret``: a sink's token or URL, by sink name."""
+"""``pipeline.sinks.sink_secret``: a sink's token or URL, by sink name."""
 AZURE_ENV = {
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_ID",

@@ -36,7 +36,7 @@ from pipeline.policy import Policy
 from pipeline.privacy import restrict
 from pipeline.rules import REGISTRY
 from pipeline.scan import scan
-from pipeline.sinks.config import ALERT_FIELDS
+from pipeline.sinks import ALERT_FIELDS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 ECS_FIELDS_FILE = Path(__file__).with_name("data") / "ecs_fields.yaml"

@@ -4,6 +4,8 @@ or dead-lettered; failures back off, open the circuit, and lose nothing."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -19,8 +21,8 @@ from pipeline.broker import free_port
 from pipeline.forward import Breaker, forward, sink_deadletter, sink_group
 from pipeline.procs import FLUSH_S, STOP_WITHIN_S
 from pipeline.settings import Settings
-from pipeline.sinks import AlertDict, Refusal, SendError
-from pipeline.sinks.config import SinkBase, SyslogConfig
+from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase
+from pipeline.sinks.syslog import SyslogConfig
 from pipeline.topics import create_topics
 
 
@@ -290,3 +292,20 @@ def test_a_send_that_never_returns_is_abandoned_on_stop_uncommitted(
         assert [group.committed(tp) for tp in partitions] == [None] * 4  # read again later
     finally:
         group.close()
+
+
+def test_a_syslog_forwarder_loads_no_azure_sdk() -> None:
+    """Every sink module is imported with the policy, so the ones for Azure import its SDKs
+    only when their sink is built: a syslog forwarder never loads them."""
+    code = (
+        "import sys\n"
+        "import pipeline.cli, pipeline.forward\n"
+        "from pipeline.policy import policy_from_data\n"
+        "from pipeline.settings import Settings\n"
+        "from pipeline.sinks import build_sink, sink_config\n"
+        "policy = policy_from_data({'sinks': {'siem': {'type': 'syslog'}}})\n"
+        "build_sink('siem', sink_config(policy, 'siem'), Settings())\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'azure'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

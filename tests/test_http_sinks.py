@@ -21,11 +21,10 @@ from pipeline.formats import document, line
 from pipeline.policy import Policy
 from pipeline.records import SEVERITIES
 from pipeline.scan import scan
-from pipeline.sinks import AlertDict, Refusal, SendError
-from pipeline.sinks.config import Format, HecConfig, SentinelConfig, WebhookConfig
-from pipeline.sinks.hec import HecSink
-from pipeline.sinks.sentinel import TABLE_COLUMNS, SentinelSink
-from pipeline.sinks.webhook import WebhookSink
+from pipeline.sinks import AlertDict, Format, Refusal, SendError
+from pipeline.sinks.hec import HecConfig, HecSink
+from pipeline.sinks.sentinel import TABLE_COLUMNS, SentinelConfig, SentinelSink
+from pipeline.sinks.webhook import WebhookConfig, WebhookSink
 from pipeline.timeparse import parse_time
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"

@@ -21,7 +21,7 @@ from pipeline.formats import line
 from pipeline.policy import Policy
 from pipeline.privacy import kind_of, pseudonym, restrict
 from pipeline.scan import scan
-from pipeline.sinks.config import Format
+from pipeline.sinks import Format
 from pipeline.sinks.webhook import slack_message, teams_message
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"

@@ -37,8 +37,7 @@ from pipeline.broker import free_port
 from pipeline.files import open_private
 from pipeline.procs import terminate
 from pipeline.settings import Settings
-from pipeline.sinks.config import FileConfig
-from pipeline.sinks.file import FileSink
+from pipeline.sinks.file import FileConfig, FileSink
 from pipeline.sources.checkpoints import SqliteCheckpointStore, checkpoint_store
 from pipeline.topics import create_topics
 

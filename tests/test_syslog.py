@@ -30,9 +30,8 @@ import pipeline.sinks.syslog as syslog_module
 from pipeline.formats.common import PRODUCT_VERSION, epoch_ms
 from pipeline.policy import Policy
 from pipeline.scan import scan
-from pipeline.sinks import AlertDict, Refusal, SendError
-from pipeline.sinks.config import Format, SyslogConfig
-from pipeline.sinks.syslog import SyslogSink
+from pipeline.sinks import AlertDict, Format, Refusal, SendError
+from pipeline.sinks.syslog import SyslogConfig, SyslogSink
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "informational": 6}

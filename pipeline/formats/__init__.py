@@ -8,15 +8,16 @@ for syslog and files.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipeline.formats.cef import to_cef
 from pipeline.formats.ecs import to_ecs
 from pipeline.formats.ocsf import to_ocsf
-from pipeline.sinks import AlertDict
-from pipeline.sinks.config import Format
+
+if TYPE_CHECKING:  # the sinks import this package: at run time it must not import them
+    from pipeline.sinks import AlertDict, Format
 
 _DOCUMENTS: dict[str, Callable[[AlertDict], dict[str, Any]]] = {
     "native": dict,

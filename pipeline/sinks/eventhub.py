@@ -2,25 +2,35 @@
 
 One event per alert in the sink's format (native JSON by default), partition key = user id
 (an address for address-keyed incidents) so one user's alerts stay in order.
+
+The Azure SDK is imported when a sink is built, not with this module: the policy loads
+every sink's config, and a forwarder to another sink has no use for it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
-from azure.eventhub import EventData
-from azure.eventhub.aio import EventHubProducerClient
+from pydantic import Field
 
 from pipeline.formats import line
 from pipeline.settings import Settings
-from pipeline.sinks import AlertDict, Refusal
-from pipeline.sinks.config import EventHubConfig
-from pipeline.sources.eventhub import eventhub_client
+from pipeline.sinks import AlertDict, Refusal, SinkBase, SinkType
+
+
+class EventHubConfig(SinkBase):
+    type: Literal["eventhub"]
+    max_batch: int = Field(500, ge=1, le=10_000)
 
 
 class EventHubSink:
     def __init__(self, name: str, config: EventHubConfig, settings: Settings) -> None:
+        from azure.eventhub.aio import EventHubProducerClient
+
+        from pipeline.sources.eventhub import eventhub_client
+
         self.name = name
         self.max_batch = config.max_batch
         self._format = config.format
@@ -36,6 +46,8 @@ class EventHubSink:
 
     async def send(self, alerts: Sequence[AlertDict]) -> list[Refusal]:
         """All or nothing: a failure raises and the forwarder sends the batch again."""
+        from azure.eventhub import EventData
+
         by_key: defaultdict[str, list[bytes]] = defaultdict(list)
         for alert in alerts:
             key = alert.get("user_id") or alert.get("ip") or ""
@@ -54,3 +66,6 @@ class EventHubSink:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+SINK = SinkType(EventHubConfig, EventHubSink, order=6, builtin=True)

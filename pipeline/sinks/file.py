@@ -14,12 +14,34 @@ import asyncio
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from pipeline.files import open_private
 from pipeline.formats import line
-from pipeline.sinks import AlertDict, Refusal
-from pipeline.sinks.config import FileConfig
+from pipeline.sinks import AlertDict, Format, Refusal, SinkBase, SinkType
 from pipeline.sinks.syslog import Rfc5424
+
+
+class FileConfig(SinkBase):
+    type: Literal["file"]
+    path: str
+    """Appended to; a log shipper (Azure Monitor Agent, Elastic Agent, a Splunk forwarder)
+    tails it. Each line is an RFC 5424 syslog message when ``syslog`` is on."""
+    format: Format = "cef"
+    syslog: bool = True
+    facility: int = Field(13, ge=0, le=23)
+    app_name: str = "signin-risk"
+    hostname: str = ""
+    mode: str | None = Field(None, pattern=r"^0?[0-7]{3}$")
+    """Octal mode of the file (alerts carry users and addresses); None:
+    ``SIGNIN_RISK_FILE_MODE`` (0600). A shipper running as another user needs e.g. 0640
+    and a shared group, not a world-readable file."""
+
+    @property
+    def mode_bits(self) -> int | None:
+        return None if self.mode is None else int(self.mode, 8)
 
 
 class FileSink:
@@ -52,3 +74,10 @@ class FileSink:
 
     async def close(self) -> None:
         pass
+
+
+SINK = SinkType(
+    FileConfig,
+    lambda name, config, settings: FileSink(name, config, settings.file_mode_bits),
+    order=5,
+)

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
 from pydantic import SecretStr
 
 from pipeline.formats import document, line
-from pipeline.sinks import AlertDict, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase, SinkType, sink_secret
 from pipeline.sinks._http import answered, http_client, post
-from pipeline.sinks.config import HecConfig, sink_secret
 from pipeline.timeparse import parse_time
+
+
+class HecConfig(SinkBase):
+    type: Literal["hec"]
+    url: str
+    """Base URL of the collector, e.g. ``https://splunk.example.com:8088``."""
+    sourcetype: str = "signin-risk:alert"
+    source: str = "signin-risk"
+    index: str = ""
+    """Target index; empty: the token's default."""
+    ca_file: str = ""
+    verify_tls: bool = True
+
 
 CONFIG_CODES = frozenset({7, 10, 11, 14, 16})
 """400 answers about the token or the request, not an event: incorrect index, data channel
@@ -108,3 +120,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+SINK = SinkType(HecConfig, lambda name, config, _: HecSink(name, config), order=2)

@@ -3,21 +3,31 @@
 Each alert becomes one flat row of ``TABLE_COLUMNS`` (the table, the data collection rule's
 stream declaration and the README's setup all follow that constant), so analytics rules
 query columns rather than parse JSON. The sink's ``format`` does not apply here.
+
+The Azure SDKs are imported when a sink is built, not with this module: the policy loads
+every sink's config, and a forwarder to another sink has no use for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import HttpResponseError
-from azure.identity.aio import DefaultAzureCredential
-from azure.monitor.ingestion import LogsUploadError
-from azure.monitor.ingestion.aio import LogsIngestionClient
+from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase, SinkType
 
-from pipeline.sinks import AlertDict, Refusal, SendError
-from pipeline.sinks.config import SentinelConfig
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.monitor.ingestion import LogsUploadError
+
+
+class SentinelConfig(SinkBase):
+    type: Literal["sentinel"]
+    endpoint: str
+    """Data collection endpoint (or the DCR's own logs ingestion endpoint)."""
+    rule_id: str
+    """The data collection rule's immutable id (``dcr-...``)."""
+    stream: str = "Custom-SigninRiskAlerts_CL"
+
 
 TABLE_COLUMNS: Final[dict[str, str]] = {
     "TimeGenerated": "datetime",
@@ -94,6 +104,9 @@ class SentinelSink:
     ) -> None:
         """``credential`` defaults to ``DefaultAzureCredential`` (managed identity, workload
         identity, environment, Azure CLI); ``connection_verify`` is a CA bundle path."""
+        from azure.identity.aio import DefaultAzureCredential
+        from azure.monitor.ingestion.aio import LogsIngestionClient
+
         self.name = name
         self.max_batch = config.max_batch
         self._config = config
@@ -115,6 +128,8 @@ class SentinelSink:
         """Upload the batch. A chunk answered 400/413 is refused row by row (the service does
         not say which row); anything else (401/403, 429, 5xx, network) raises with ``done`` =
         rows in the chunks before, which the service accepted."""
+        from azure.core.exceptions import HttpResponseError
+
         rows: list[MutableMapping[str, Any]] = [table_row(alert) for alert in alerts]
         position = {id(row): index for index, row in enumerate(rows)}
         refused: list[Refusal] = []
@@ -145,8 +160,13 @@ class SentinelSink:
 
 def _describe(error: Exception) -> str:
     """A one-line account of a failed chunk: the status and the service's error code."""
+    from azure.core.exceptions import HttpResponseError
+
     if isinstance(error, HttpResponseError) and error.status_code is not None:
         code = error.error.code if error.error is not None else error.reason
         return f"sentinel answered {error.status_code}: {code}"
     first_line = str(error).strip().split("\n", 1)[0][:200]
     return f"sentinel upload failed ({type(error).__name__}: {first_line})"
+
+
+SINK = SinkType(SentinelConfig, lambda name, config, _: SentinelSink(name, config), order=3)

@@ -42,11 +42,29 @@ import select
 import socket
 import ssl
 from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
 
 from pipeline.formats import line
-from pipeline.sinks import AlertDict, Refusal, SendError
-from pipeline.sinks.config import Format, SyslogConfig
+from pipeline.sinks import AlertDict, Format, Refusal, SendError, SinkBase, SinkType
 from pipeline.timeparse import parse_time
+
+
+class SyslogConfig(SinkBase):
+    type: Literal["syslog"]
+    format: Format = "cef"
+    host: str = "127.0.0.1"
+    port: int = Field(514, ge=1, le=65535)
+    transport: Literal["tcp", "tls", "udp"] = "tcp"
+    ca_file: str = ""
+    """CA bundle for ``tls`` (default: the system's)."""
+    facility: int = Field(13, ge=0, le=23)
+    """13 = log audit (RFC 5424); 10 = authpriv and 16-23 = local0-7 are common choices."""
+    app_name: str = "signin-risk"
+    hostname: str = ""
+    """HOSTNAME field; empty: this machine's name."""
+
 
 NIL = "-"
 SD_ID = "signinrisk@32473"
@@ -254,3 +272,6 @@ class SyslogSink:
             writer.close()
             with contextlib.suppress(OSError):
                 await asyncio.wait_for(writer.wait_closed(), self._timeout)
+
+
+SINK = SinkType(SyslogConfig, lambda name, config, _: SyslogSink(name, config), order=1)

@@ -13,15 +13,29 @@ import math
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field
 
 from pipeline.formats import document
 from pipeline.records import SEVERITIES
-from pipeline.sinks import AlertDict, Refusal, SendError
+from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase, SinkType, sink_secret
 from pipeline.sinks._http import answered, http_client, post
-from pipeline.sinks.config import WebhookConfig, sink_secret
+
+
+class WebhookConfig(SinkBase):
+    type: Literal["webhook"]
+    template: Literal["teams", "slack", "json"] = "json"
+    """``teams``: an Adaptive Card (Workflows accept only cards); ``slack``: blocks;
+    ``json``: the alert in the sink's format."""
+    url: str = ""
+    """The endpoint; usually a secret, so prefer ``SIGNIN_RISK_SINK_<NAME>_URL``."""
+    per_minute: float = Field(30.0, gt=0)
+    """Messages per minute at most (Slack allows about one per second per webhook)."""
+    min_severity: Literal["informational", "low", "medium", "high", "critical"] = "low"
+    """Alerts below this severity are not posted (they still count as delivered)."""
+
 
 REFUSED = frozenset({400, 413, 422})
 """The message itself is wrong (Slack: invalid_blocks); sending it again cannot help.
@@ -266,3 +280,6 @@ def slack_message(alert: AlertDict) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _mrkdwn(footer, 2000)}]},
         ],
     }
+
+
+SINK = SinkType(WebhookConfig, lambda name, config, _: WebhookSink(name, config), order=4)
