@@ -143,16 +143,16 @@ def _scan(
     found: dict[str, Alert] = {}
     """Alert id -> its last version; an incident's alert is updated while it continues."""
     stats.categories.update(map(attrgetter("category"), records))
-    fresh: list[Record] = []
+    # A repeated sign-in id is counted, not dropped: the worker cannot drop it (two records of
+    # one id may sit in two partitions), and need not: a redelivered record gives the same
+    # alert ids and the stateful windows admit a (time, id) once.
     for record in records:
         if isinstance(record, SignIn):
             if record.id in seen_signins:
                 stats.duplicate_signins += 1
-                continue
             seen_signins.add(record.id)
-        fresh.append(record)
-    for start in range(0, len(fresh), _CHUNK):
-        result = driver.segments([(0, fresh[start : start + _CHUNK])], direct=True)
+    for start in range(0, len(records), _CHUNK):
+        result = driver.segments([(0, records[start : start + _CHUNK])], direct=True)
         stats.outlook_version_unknown += sum(
             e.client.family == "outlook-mobile" and not e.client.version for e in result.enriched
         )

@@ -487,3 +487,28 @@ def test_two_workers_share_the_group_through_the_hops_and_give_the_alerts_of_sca
     assert read_topic(settings, signins)  # neither owned every partition: the hop was used
     checked, wrong = misfiled(settings, ("user_risk", "user_state", "ip_state"))
     assert checked > 0 and wrong == []
+
+
+def test_a_repeated_sign_in_id_gives_the_alerts_of_scan(
+    streaming: tuple[Settings, Worker], tmp_path: Path
+) -> None:
+    """Two records of one id, other users, in events that may land on other partitions: scan
+    and the worker both judge each (neither can know which is the "real" one) and agree."""
+    settings, start = streaming
+    rid = "dddddddd-0000-4000-8000-000000000001"
+    first = signin({"id": rid, "clientAppUsed": "IMAP4"})
+    second = signin(
+        {
+            "id": rid,
+            "userId": "00000000-0000-4000-8000-0000000000b2",
+            "userPrincipalName": "other@contoso.com",
+            "riskLevelDuringSignIn": "high",
+            "riskState": "atRisk",
+        }
+    )
+    expected = scan_records([first, second], tmp_path)
+    assert sorted(a["rule"] for a in expected.values()) == ["legacy-auth", "risky-signin"]
+    start()
+    produce_envelopes(settings, [first, second], per=1)
+    values = consume(settings, "alerts", lambda v: not mismatches(last_versions(v), expected))
+    assert mismatches(last_versions(values), expected) == []
