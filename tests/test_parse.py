@@ -18,6 +18,7 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
+from pipeline.shapes import SHAPES
 
 
 def only_signin(data: bytes) -> SignIn:
@@ -422,3 +423,10 @@ def test_every_field_lands_in_its_place() -> None:
     }
     assert s.device == Device("", "Windows 10", "Edge 131.0", True, True, "Azure AD joined")
     assert s.location == Location("US", "Washington", "Seattle", 47.6, -122.3)
+
+
+def test_input_shapes_are_the_modules_of_pipeline_shapes_in_order() -> None:
+    assert [shape.read.__module__ for shape in SHAPES] == [
+        "pipeline.shapes.diagnostic",
+        "pipeline.shapes.graph",
+    ]
