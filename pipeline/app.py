@@ -24,17 +24,23 @@ from typing import Any, cast
 import faust
 
 from pipeline import metrics
+from pipeline.codec import (
+    RULE_STATES,
+    USER_RISK,
+    decode_batch,
+    decode_observations,
+    encode_observations,
+)
 from pipeline.detect import Engine, alert_json
 from pipeline.driver import Driver
 from pipeline.ingest import Received, ingest, receive
 from pipeline.policy import Policy
 from pipeline.records import Alert
 from pipeline.rejects import Rejected, processing_error
-from pipeline.risk import RiskBook
 from pipeline.settings import Settings
-from pipeline.stateful import StateBook
+from pipeline.state import KeyedState, partition_for
+from pipeline.stateful import RuleStates, expire
 from pipeline.timeparse import format_time
-from pipeline.wire import decode_batch, decode_observations, encode_observations, partition_for
 
 NOISY_LOGGERS = ("faust", "aiokafka", "mode", "kafka")
 log = logging.getLogger(__name__)
@@ -170,19 +176,17 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             value_serializer="raw",
             partitions=settings.partitions,
         )
-        user_risk = app.Table("user_risk", default=None, partitions=settings.partitions)
-        # The stateful rules' JSON-ready state, stored as orjson bytes (see StateBook).
+        # Values are the bytes pipeline.codec makes, read and written through KeyedState.
         tables = {
             name: app.Table(name, default=None, value_type=bytes, partitions=settings.partitions)
-            for name in ("user_state", "ip_state")
+            for name in ("user_risk", "user_state", "ip_state")
         }
         users, addresses = (
-            Sweeper(StateBook(tables[name], encoded=True), tables[name], engine, settings)
+            Sweeper(KeyedState(RULE_STATES, tables[name]), engine, settings)
             for name in ("user_state", "ip_state")
         )
-        driver = Driver(
-            engine, RiskBook(user_risk), users.book, addresses.book, settings.partitions
-        )
+        user_risk = KeyedState(USER_RISK, tables["user_risk"])
+        driver = Driver(engine, user_risk, users.state, addresses.state, settings.partitions)
         judge = Judge(driver, users, addresses, alerts)
         _detect_agent(app, judge, signins, by_ip, dead_letter)
         _by_ip_agent(app, judge, by_ip, dead_letter)
@@ -339,8 +343,8 @@ class Sweeper:
     other workers' partitions, which are theirs to sweep).
     """
 
-    def __init__(self, book: StateBook, table: Any, engine: Engine, settings: Settings) -> None:
-        self.book, self._table, self._partitions = book, table, settings.partitions
+    def __init__(self, state: KeyedState[RuleStates], engine: Engine, settings: Settings) -> None:
+        self.state, self._partitions = state, settings.partitions
         self._retention_s = engine.retention_s
         self._interval_s = settings.sweep_interval_s
         self._last: dict[int, float] = {}
@@ -351,8 +355,8 @@ class Sweeper:
         if not self._retention_s or not due:
             return
         self._last.update(dict.fromkeys(due, now))
-        mine = [k for k in self._table if partition_for(k, self._partitions) in due]
-        dropped = self.book.expire(mine, newest_event_s - self._retention_s)
+        mine = [k for k in self.state.stored_keys() if partition_for(k, self._partitions) in due]
+        dropped = expire(self.state, mine, newest_event_s - self._retention_s)
         metrics.STATE_KEYS_EXPIRED.inc(dropped)
 
 

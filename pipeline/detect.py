@@ -16,13 +16,14 @@ import orjson
 
 from pipeline import risk
 from pipeline.clientapp import ClientClassifier
-from pipeline.enrich import Enriched
-from pipeline.ids import alert_id
+from pipeline.enrich import Enriched, Observation
+from pipeline.ids import Incident, alert_id
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record, RiskEvent, SignIn
 from pipeline.rules import REGISTRY, AnyRule, Finding, Rule, RuleSettings, StatefulRule
-from pipeline.rules.windows import Hit, Observation, StatefulSettings
-from pipeline.stateful import Incident, StateBook, run
+from pipeline.rules.windows import Hit, StatefulSettings
+from pipeline.state import KeyedState
+from pipeline.stateful import RuleStates, run
 from pipeline.timeparse import format_time
 
 
@@ -86,11 +87,13 @@ class Engine:
             return any(address in network for network in self._networks)
         return False
 
-    def process(self, record: Record, book: risk.RiskBook, states: StateBook) -> Judged:
+    def process(
+        self, record: Record, book: KeyedState[risk.UserRisk], states: KeyedState[RuleStates]
+    ) -> Judged:
         """One record in delivery order: a risk record updates ``book``, a sign-in is judged;
         both feed the user-keyed stateful rules, whose state is in ``states``."""
         if isinstance(record, RiskEvent):
-            book.update(record)
+            risk.update(book, record)
             alerts: list[Alert] = []
             allowed = record.upn.lower() in self._users or record.user_id.lower() in self._users
             if record.user_id and not allowed:
@@ -108,7 +111,7 @@ class Engine:
         by_ip = obs if obs.ip and any(rule.wants(obs) for rule, _ in self.ip_rules) else None
         return Judged(enriched, alerts, by_ip)
 
-    def process_by_ip(self, obs: Observation, states: StateBook) -> list[Alert]:
+    def process_by_ip(self, obs: Observation, states: KeyedState[RuleStates]) -> list[Alert]:
         """The IP-keyed rules for an observation ``process`` handed out, in ``states`` keyed
         by address (the worker runs this after re-keying by IP)."""
         alerts: list[Alert] = []
@@ -121,7 +124,7 @@ class Engine:
         self,
         rule: StatefulRule,
         settings: StatefulSettings,
-        states: StateBook,
+        states: KeyedState[RuleStates],
         key: str,
         item: Observation | RiskEvent,
         out: list[Alert],

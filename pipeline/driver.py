@@ -1,6 +1,6 @@
 """The one detection driver: records in delivery order through the engine, over whatever
-state the caller keeps. ``scan`` runs it over dicts, the worker over Faust tables; neither
-re-implements the loop, so they cannot drift apart.
+state the caller keeps (``KeyedState``s). ``scan`` runs it over dicts, the worker over Faust
+tables; neither re-implements the loop, so they cannot drift apart.
 
 Nothing here knows Kafka or metrics. Whether the IP-keyed rules run inline (``direct``:
 ``scan``, and a worker that owns every partition) or on observations re-keyed through a
@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from pipeline.detect import Engine
-from pipeline.enrich import Enriched
+from pipeline.enrich import Enriched, Observation
 from pipeline.records import Alert, Category, Record
-from pipeline.risk import RiskBook
-from pipeline.rules.windows import Observation
-from pipeline.stateful import StateBook
-from pipeline.wire import partition_for
+from pipeline.risk import UserRisk
+from pipeline.state import KeyedState, partition_for
+from pipeline.stateful import RuleStates
 
 Segment = tuple[int, list[Record]]
 """Records of one raw event with the event's enqueue time (epoch ms), in delivery order."""
@@ -37,16 +36,16 @@ class Detected(NamedTuple):
 
 
 class Driver:
-    """The detect stages' state and calls. State writes are flushed at the end of each
-    call: the worker calls inside the event being processed, where Faust sends a table's
-    changelog records from."""
+    """The detect stages' state and calls. The state each call touched is flushed at its end
+    (each touched key written once): the worker calls inside the event being processed,
+    where Faust sends a table's changelog records from."""
 
     def __init__(
         self,
         engine: Engine,
-        book: RiskBook,
-        users: StateBook,
-        addresses: StateBook,
+        book: KeyedState[UserRisk],
+        users: KeyedState[RuleStates],
+        addresses: KeyedState[RuleStates],
         partitions: int,
     ) -> None:
         self.engine, self.book, self.users, self.addresses = engine, book, users, addresses
@@ -80,6 +79,7 @@ class Driver:
                 target[-1][1].append(judged.by_ip)
             if found:
                 found_by_event.append((enqueued_ms, found))
+        self.book.flush()
         self.users.flush()
         if direct:
             self.addresses.flush()

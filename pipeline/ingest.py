@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from pipeline.codec import encode_segment, join_segments
 from pipeline.parse import parse_event
 from pipeline.records import Record
 from pipeline.rejects import Rejected, processing_error
-from pipeline.wire import encode_segment, join_segments, partition_for, record_key
+from pipeline.state import partition_for, record_key
 
 
 @dataclass(frozen=True, slots=True)

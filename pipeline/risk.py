@@ -3,18 +3,21 @@
 A sign-in carries its own levels (during sign-in, aggregated) and a state. Identity
 Protection also reports the *user's* state separately (RiskyUsers, UserRiskEvents), often
 minutes or hours later. The effective risk combines both; ``remediated``, ``dismissed`` and
-``confirmedSafe`` clear a level. ``RiskBook`` keeps the per-user state: ``scan`` holds it in
-memory in event-time order, the streaming worker in a table keyed by user id.
+``confirmedSafe`` clear a level. ``update`` keeps the per-user state in a ``KeyedState``
+keyed by user id: ``scan`` holds it in memory in event-time order, the streaming worker in
+its user_risk table.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.records import Category, RiskEvent, SignIn
+
+if TYPE_CHECKING:
+    from pipeline.state import KeyedState
 
 LEVELS = ("none", "low", "medium", "high")
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
@@ -114,38 +117,12 @@ def effective(signin: SignIn, user: UserRisk | None) -> EffectiveRisk:
     )
 
 
-def encode(state: UserRisk) -> list[object]:
-    """JSON-ready form, as a Faust table changelog stores it."""
-    return [state.level, state.state, state.updated.isoformat(), list(state.detections)]
-
-
-def decode(value: list[object]) -> UserRisk:
-    level, state, updated, detections = value
-    assert isinstance(detections, list)
-    return UserRisk(
-        str(level), str(state), datetime.fromisoformat(str(updated)), tuple(map(str, detections))
-    )
-
-
-class RiskBook:
-    """Per-user risk state over any mapping of user id to encoded state.
-
-    ``scan`` passes a dict; the streaming worker passes its Faust table, whose changelog
-    makes the state survive a restart. Values are stored encoded so both hold the same bytes.
-    """
-
-    def __init__(self, store: MutableMapping[str, Any] | None = None) -> None:
-        self._store: MutableMapping[str, Any] = {} if store is None else store
-
-    def update(self, event: RiskEvent) -> None:
-        if not event.user_id:
-            return
-        state = apply(self.get(event.user_id), event)
-        if state is None:
-            self._store.pop(event.user_id, None)
-        else:
-            self._store[event.user_id] = encode(state)
-
-    def get(self, user_id: str) -> UserRisk | None:
-        value = self._store.get(user_id)
-        return None if value is None else decode(value)
+def update(users: KeyedState[UserRisk], event: RiskEvent) -> None:
+    """``event`` applied to its user's state in ``users`` (put only when it changes it); a
+    record without a user id is nobody's."""
+    if not event.user_id:
+        return
+    current = users.get(event.user_id)
+    state = apply(current, event)
+    if state is not current:
+        users.put(event.user_id, state)

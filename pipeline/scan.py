@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import BinaryIO
 
+from pipeline.codec import RULE_STATES, USER_RISK
 from pipeline.detect import Engine, alert_json
 from pipeline.driver import Driver
 from pipeline.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.policy import Policy
 from pipeline.records import Alert, Record, RiskEvent, SignIn
-from pipeline.risk import RiskBook
-from pipeline.stateful import StateBook
+from pipeline.state import KeyedState
 
 
 @dataclass(slots=True)
@@ -138,7 +138,8 @@ def _scan(
                 rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
     records = _in_event_time(records)
 
-    driver = Driver(Engine(policy), RiskBook(), StateBook(), StateBook(), partitions=1)
+    states = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+    driver = Driver(Engine(policy), KeyedState(USER_RISK), *states, partitions=1)
     seen_signins: set[str] = set()
     found: dict[str, Alert] = {}
     """Alert id -> its last version; an incident's alert is updated while it continues."""

@@ -7,13 +7,13 @@ from pathlib import Path
 import orjson
 from builders import scenario_records
 
+from pipeline.codec import RULE_STATES, USER_RISK
 from pipeline.detect import Engine, alert_json
 from pipeline.driver import Driver
 from pipeline.ingest import receive
 from pipeline.policy import Policy
 from pipeline.records import Category
-from pipeline.risk import RiskBook
-from pipeline.stateful import StateBook
+from pipeline.state import KeyedState
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 
@@ -21,9 +21,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-sig
 def driver(partitions: int = 4) -> Driver:
     return Driver(
         Engine(Policy()),
-        RiskBook(),
-        StateBook(encoded=True),
-        StateBook(encoded=True),
+        KeyedState(USER_RISK),
+        KeyedState(RULE_STATES),
+        KeyedState(RULE_STATES),
         partitions,
     )
 

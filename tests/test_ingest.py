@@ -3,8 +3,8 @@
 import orjson
 from builders import dumps, signin
 
+from pipeline.codec import decode_batch
 from pipeline.ingest import ingest
-from pipeline.wire import decode_batch
 from tools.synth import sample_records
 
 RECORDS = sample_records()

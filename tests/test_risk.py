@@ -13,18 +13,20 @@ from typing import Any
 import pytest
 from builders import USER_ID, signin
 
+from pipeline.codec import USER_RISK
 from pipeline.parse import normalize
 from pipeline.records import RiskEvent, SignIn
 from pipeline.risk import (
     MAX_DETECTIONS,
     NO_RISK,
     EffectiveRisk,
-    RiskBook,
     UserRisk,
     apply,
     effective,
     rank,
+    update,
 )
+from pipeline.state import KeyedState
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -334,15 +336,15 @@ def test_detections_accumulate_in_order_up_to_the_bound() -> None:
     assert state.updated == T0.replace(minute=len(types) - 1)
 
 
-# RiskBook
+# The per-user state (update over a KeyedState)
 
 
 def test_risk_book_keeps_state_per_user() -> None:
     other = "9f8e7d6c-5b4a-4938-8271-6a5b4c3d2e1f"
-    book = RiskBook()
-    book.update(risky_user("high", "atRisk", 0))
-    book.update(risky_user("low", "atRisk", 0, user_id=other))
-    book.update(detection("medium", 5, "anonymizedIPAddress"))
+    book = KeyedState(USER_RISK)
+    update(book, risky_user("high", "atRisk", 0))
+    update(book, risky_user("low", "atRisk", 0, user_id=other))
+    update(book, detection("medium", 5, "anonymizedIPAddress"))
     mine, theirs = book.get(USER_ID), book.get(other)
     assert mine is not None and theirs is not None
     assert (mine.level, mine.detections) == ("high", ("anonymizedIPAddress",))
@@ -351,20 +353,20 @@ def test_risk_book_keeps_state_per_user() -> None:
 
 
 def test_risk_book_ignores_events_without_a_user_id() -> None:
-    book = RiskBook()
+    book = KeyedState(USER_RISK)
     orphan = detection("high", 0, user_id=None)
     assert orphan.user_id == ""
-    book.update(orphan)
+    update(book, orphan)
     assert book.get("") is None
-    book.update(risky_user("low", "atRisk", 0))
-    book.update(orphan)
+    update(book, risky_user("low", "atRisk", 0))
+    update(book, orphan)
     state = book.get(USER_ID)
     assert state is not None and (state.level, state.detections) == ("low", ())
 
 
 def test_risk_book_remediation_clears_the_inherited_risk() -> None:
-    book = RiskBook()
-    book.update(risky_user("high", "atRisk", 0))
+    book = KeyedState(USER_RISK)
+    update(book, risky_user("high", "atRisk", 0))
     assert effective(sign_in(), book.get(USER_ID)).level == "high"
-    book.update(risky_user("none", "remediated", 30))
+    update(book, risky_user("none", "remediated", 30))
     assert effective(sign_in(), book.get(USER_ID)) == NO_RISK

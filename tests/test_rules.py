@@ -11,14 +11,15 @@ from dataclasses import replace
 import pytest
 from builders import scenario_records, signin
 
+from pipeline.codec import RULE_STATES, USER_RISK
 from pipeline.detect import Engine
 from pipeline.parse import normalize
 from pipeline.policy import policy_from_data
 from pipeline.records import SEVERITIES, Alert, RiskEvent, SignIn
-from pipeline.risk import RiskBook
+from pipeline.risk import update
 from pipeline.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
 from pipeline.rules.windows import Scenario
-from pipeline.stateful import StateBook
+from pipeline.state import KeyedState
 
 CASES = [
     pytest.param(rule, case, id=f"{rule.id}: {case.name}")
@@ -38,8 +39,8 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
     """Every alert version, in order, with the rule alone enabled. ``stored`` keeps the
     state as the worker does: encoded to bytes and read back for every record."""
     engine = Engine(policy_from_data(dict(scenario.policy)), rules=[rule])
-    book = RiskBook()
-    users, addresses = StateBook(encoded=stored), StateBook(encoded=stored)
+    book = KeyedState(USER_RISK)
+    users, addresses = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
     out: list[Alert] = []
     for raw in scenario_records(scenario.events):
         judged = engine.process(normalize(raw), book, users)
@@ -47,6 +48,7 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
         if judged.by_ip is not None:
             out += engine.process_by_ip(judged.by_ip, addresses)
         if stored:
+            book.flush()
             users.flush()
             addresses.flush()
     return out
@@ -54,11 +56,11 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
 
 def run_case(rule: Rule, case: Case) -> list[Alert]:
     engine = Engine(policy_from_data(dict(case.policy)), rules=[rule])
-    book = RiskBook()
+    book = KeyedState(USER_RISK)
     for raw in case.prior:
         record = normalize(raw)
         if isinstance(record, RiskEvent):
-            book.update(record)
+            update(book, record)
     target = normalize(signin(case.properties, case.envelope))
     assert isinstance(target, SignIn)
     return engine.evaluate(target, book.get(target.user_id))[1]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from builders import BASE_PROPERTIES, risk_record, signin
 
+from pipeline.codec import RULE_STATES, USER_RISK
 from pipeline.detect import Engine, alert_json
 from pipeline.driver import Driver
 from pipeline.ingest import receive
@@ -15,12 +16,12 @@ from pipeline.outcomes import Outcome, outcome
 from pipeline.parse import normalize
 from pipeline.policy import policy_from_data
 from pipeline.records import SignIn
-from pipeline.risk import RiskBook
 from pipeline.rules import REGISTRY, StatefulRule
 from pipeline.rules.windows import admit, burst
 from pipeline.scan import scan
 from pipeline.settings import Settings
-from pipeline.stateful import StateBook
+from pipeline.state import KeyedState
+from pipeline.stateful import expire
 from tools.synth import sample_days
 
 START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -39,7 +40,7 @@ def brute_force_run(minutes: list[float], policy: dict[str, object] | None = Non
     rule = REGISTRY["brute-force"]
     assert isinstance(rule, StatefulRule)
     engine = Engine(policy_from_data(policy or {}), rules=[rule])
-    book, states = RiskBook(), StateBook()
+    book, states = KeyedState(USER_RISK), KeyedState(RULE_STATES)
     ids = []
     for n, minute in enumerate(minutes):
         ids += [a.id for a in engine.process(failure(minute, n), book, states).alerts]
@@ -87,15 +88,13 @@ def test_a_continuing_pattern_keeps_its_id_and_a_new_one_after_suppression() -> 
 
 
 def test_idle_keys_expire_and_live_ones_stay() -> None:
-    store: dict[str, object] = {}
-    states = StateBook(store)
-    states.get("old")["brute-force"] = [100.0, {"burst": []}, None]
-    states.touched("old")
-    states.get("new")["brute-force"] = [5000.0, {"burst": []}, None]
-    states.touched("new")
+    store: dict[str, bytes] = {}
+    states = KeyedState(RULE_STATES, store)
+    states.put("old", {"brute-force": [100.0, {"burst": []}, None]})
+    states.put("new", {"brute-force": [5000.0, {"burst": []}, None]})
     states.flush()
     assert set(store) == {"old", "new"}
-    assert states.expire(["old", "new"], before=1000.0) == 1
+    assert expire(states, ["old", "new"], before=1000.0) == 1
     assert set(store) == {"new"}
 
 
@@ -116,7 +115,11 @@ def worker_way(envelopes: list[dict[str, object]], take: int) -> dict[str, dict[
     delivery order, state stored as bytes between takes."""
     engine = Engine(policy_from_data({}))
     detector = Driver(
-        engine, RiskBook(), StateBook(encoded=True), StateBook(encoded=True), Settings().partitions
+        engine,
+        KeyedState(USER_RISK),
+        KeyedState(RULE_STATES),
+        KeyedState(RULE_STATES),
+        Settings().partitions,
     )
     found: dict[str, dict[str, object]] = {}
     events = [(orjson.dumps(e), 0) for e in envelopes]
@@ -147,7 +150,7 @@ def detection_versions(raws: list[dict[str, object]]) -> list[dict[str, object]]
     """Every risk-detection alert version, records in the order given, state stored as bytes
     between records as the worker keeps it."""
     engine = Engine(policy_from_data({}), rules=[REGISTRY["risk-detection"]])
-    book, states = RiskBook(), StateBook(encoded=True)
+    book, states = KeyedState(USER_RISK), KeyedState(RULE_STATES)
     out = []
     for raw in raws:
         alerts = engine.process(normalize(raw), book, states).alerts

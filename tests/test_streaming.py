@@ -28,8 +28,8 @@ from pipeline.procs import spawn_worker, terminate
 from pipeline.rules import REGISTRY, Rule
 from pipeline.settings import Settings
 from pipeline.sources.replay import replay
+from pipeline.state import partition_for
 from pipeline.topics import create_topics
-from pipeline.wire import partition_for
 from tools.synth import sample_days
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"

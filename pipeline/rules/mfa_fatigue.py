@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import Field
 
+from pipeline.enrich import Observation
 from pipeline.outcomes import Outcome
 from pipeline.rules.base import Severity
 from pipeline.rules.windows import (
     BurstSettings,
     Hit,
-    Observation,
     Scenario,
     StatefulRule,
     burst_then_success,

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import Field
 
+from pipeline.enrich import Observation
 from pipeline.outcomes import Outcome
 from pipeline.rules.windows import (
     Hit,
-    Observation,
     Scenario,
     StatefulRule,
     StatefulSettings,

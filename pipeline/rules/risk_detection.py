@@ -22,11 +22,12 @@ from typing import Any
 
 from pydantic import Field
 
+from pipeline.codec import dump_observation, load_observation
+from pipeline.enrich import Observation
 from pipeline.records import Category, RiskEvent
 from pipeline.rules.base import Severity
 from pipeline.rules.windows import (
     Hit,
-    Observation,
     Scenario,
     StatefulRule,
     StatefulSettings,
@@ -58,7 +59,9 @@ def step(
 ) -> tuple[Any, Hit | None]:
     state = dict(state or {})
     span = (settings.window_minutes + settings.lateness_minutes) * 60
-    admitted = admit(state.get("recent", []), [obs.time, obs.id, obs.encode()], newest, span)
+    admitted = admit(
+        state.get("recent", []), [obs.time, obs.id, dump_observation(obs)], newest, span
+    )
     if admitted is None:
         return state, None
     state["recent"] = admitted[-settings.max_recent :]
@@ -136,10 +139,10 @@ def _keep(state: dict[str, Any], pending: list[list[Any]]) -> None:
 def _join(recent: list[list[Any]], request_id: str, correlation_id: str) -> Observation | None:
     by_id = [e for e in recent if request_id and e[1] == request_id]
     if not by_id and correlation_id:
-        by_id = [e for e in recent if Observation.decode(e[2]).correlation_id == correlation_id]
+        by_id = [e for e in recent if load_observation(e[2]).correlation_id == correlation_id]
         if len(by_id) != 1:
             return None
-    return Observation.decode(by_id[0][2]) if by_id else None
+    return load_observation(by_id[0][2]) if by_id else None
 
 
 def _hit(evidence: dict[str, Any], about: Observation, joined: bool) -> Hit:

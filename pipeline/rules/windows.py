@@ -1,98 +1,23 @@
-"""What stateful rules are made of: observations, hits, settings, scenarios, and the
-event-time window helpers they share.
+"""What stateful rules are made of: hits, settings, scenarios, and the event-time window
+helpers they share (the ``Observation`` they step over is in ``pipeline.enrich``).
 
 A stateful rule is a pure step over its own small, JSON-ready state; ``pipeline.stateful``
-runs it (incidents, suppression, state books) for ``scan`` and the worker alike.
+runs it (incidents, suppression, keyed state) for ``scan`` and the worker alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
-from pipeline.outcomes import outcome
-from pipeline.records import Location, RiskEvent
+from pipeline.enrich import Observation
+from pipeline.records import RiskEvent
 from pipeline.rules.base import RuleSettings, Severity
 from pipeline.timeparse import format_time
-
-if TYPE_CHECKING:
-    from pipeline.enrich import Enriched
-
-
-class Observation(NamedTuple):
-    """What the stateful rules keep of a sign-in: enough to count it and to describe it in
-    an alert. Travels on the by-IP topic and sits in table state as a plain list."""
-
-    id: str
-    time: float
-    """Event time (createdDateTime), epoch seconds."""
-    tenant_id: str
-    user: str
-    user_id: str
-    ip: str
-    location: Location
-    client: tuple[str, str, str, str]
-    """family, name, platform, version."""
-    risk: tuple[str, str, tuple[str, ...]]
-    """level, state, detections."""
-    outcome: str
-    interactive: bool
-    correlation_id: str
-    app: str
-
-    @classmethod
-    def of(cls, e: Enriched) -> Observation:
-        s, c, r = e.signin, e.client, e.risk
-        return cls(
-            s.id,
-            s.time.timestamp(),
-            s.tenant_id,
-            s.upn or s.sp_name,
-            s.subject_id,
-            s.ip,
-            s.location,
-            (c.family, c.name, c.platform, c.version),
-            (r.level, r.state, r.detections),
-            outcome(s).value,
-            s.interactive,
-            s.correlation_id,
-            s.app_name,
-        )
-
-    @classmethod
-    def decode(cls, row: Iterable[Any]) -> Observation:
-        values = list(row)
-        values[6] = Location._make(values[6])
-        values[7] = tuple(values[7])
-        level, state, detections = values[8]
-        values[8] = (level, state, tuple(detections))
-        return cls._make(values)
-
-    def encode(self) -> list[Any]:
-        """JSON-ready: what table state and the by-IP topic hold."""
-        level, state, detections = self.risk
-        return [
-            *self[:6],
-            list(self.location),
-            list(self.client),
-            [level, state, list(detections)],
-            *self[9:],
-        ]
-
-    @property
-    def when(self) -> str:
-        return format_time(datetime.fromtimestamp(self.time, UTC))
-
-    def client_dict(self) -> dict[str, object]:
-        return dict(zip(("family", "name", "platform", "version"), self.client, strict=True))
-
-    def risk_dict(self) -> dict[str, object]:
-        level, state, detections = self.risk
-        return {"level": level, "state": state, "detections": list(detections)}
 
 
 class Hit(NamedTuple):

@@ -1,0 +1,226 @@
+"""Keyed state and the codec of what it stores, in process: when state is written, and that
+every stored type comes back as it went in, in the bytes earlier versions wrote."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from builders import USER_ID, risk_record, signin
+from faust.serializers.registry import Registry
+
+from pipeline.codec import (
+    RULE_STATES,
+    USER_RISK,
+    decode_observations,
+    dump_incident,
+    dump_observation,
+    dump_user_risk,
+    encode_observations,
+    load_incident,
+    load_observation,
+)
+from pipeline.detect import Engine
+from pipeline.enrich import Observation
+from pipeline.ids import Incident
+from pipeline.parse import normalize
+from pipeline.policy import Policy, policy_from_data
+from pipeline.records import SignIn
+from pipeline.risk import UserRisk
+from pipeline.rules import REGISTRY
+from pipeline.state import KeyedState
+
+STORED = orjson.loads((Path(__file__).parent / "data" / "stored-state.json").read_bytes())
+
+RECORDS = [
+    *(
+        signin(
+            {
+                "id": f"f-{n}",
+                "createdDateTime": f"2026-01-15T10:0{n}:00Z",
+                "status": {"errorCode": 50126},
+            }
+        )
+        for n in range(2)
+    ),
+    signin(
+        {
+            "id": "s-1",
+            "createdDateTime": "2026-01-15T10:03:00Z",
+            "riskLevelDuringSignIn": "high",
+            "riskState": "atRisk",
+            "riskEventTypes_v2": ["unfamiliarFeatures"],
+        }
+    ),
+    risk_record({"riskLevel": "high"}, "2026-01-15T10:04:00Z"),
+]
+"""Two failures (a brute-force incident at a threshold of 2), a risky sign-in and a detection:
+a user's risk, an incident, observations and a pending detection in state."""
+
+RISK = UserRisk("high", "atRisk", datetime(2026, 1, 15, 9, tzinfo=UTC), ("unfamiliarFeatures",))
+
+
+class Store(MutableMapping[str, bytes]):
+    """A dict that counts what is done to it, as a table would send changelog records."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+        self.deletes: list[str] = []
+
+    def __getitem__(self, key: str) -> bytes:
+        self.reads.append(key)
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes.append(key)
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.deletes.append(key)
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def test_writes_are_collected_until_flush() -> None:
+    store = Store()
+    users = KeyedState(USER_RISK, store)
+    users.put(USER_ID, RISK)
+    assert users.get(USER_ID) is RISK
+    assert store.data == {} and store.writes == []
+    users.flush()
+    assert store.writes == [USER_ID]
+    assert USER_RISK.loads(store.data[USER_ID]) == RISK
+
+
+def test_reads_are_kept_until_flush() -> None:
+    store = Store()
+    store.data[USER_ID] = USER_RISK.dumps(RISK)
+    users = KeyedState(USER_RISK, store)
+    assert users.get(USER_ID) == users.get(USER_ID) == RISK
+    assert users.get("nobody") is users.get("nobody") is None
+    assert store.reads == [USER_ID, "nobody"]  # once each, a missing key too
+    users.flush()  # nothing touched: nothing written, and the next get reads again
+    assert store.writes == []
+    users.get(USER_ID)
+    assert store.reads == [USER_ID, "nobody", USER_ID]
+
+
+def test_flush_writes_each_touched_key_once() -> None:
+    store = Store()
+    states = KeyedState(RULE_STATES, store)
+    for n in range(5):
+        state = states.get("k") or {}
+        state["rule"] = [float(n), {"n": n}, None]
+        states.put("k", state)
+        states.put("j", {"rule": [float(n), None, None]})
+    states.get("read-only")
+    states.flush()
+    assert sorted(store.writes) == ["j", "k"]
+    assert orjson.loads(store.data["k"]) == {"rule": [4.0, {"n": 4}, None]}
+    states.flush()
+    assert sorted(store.writes) == ["j", "k"]
+
+
+def test_a_deleted_or_emptied_state_removes_the_key() -> None:
+    store = Store()
+    users, states = KeyedState(USER_RISK, store), KeyedState(RULE_STATES, store)
+    users.put("user", RISK)
+    states.put("address", {"rule": [1.0, {"n": 1}, None]})
+    users.flush()
+    states.flush()
+    assert set(store.data) == {"user", "address"}
+    users.put("user", None)
+    states.put("address", {})
+    states.put("never-stored", {})
+    users.flush()
+    states.flush()
+    assert store.data == {}
+    assert sorted(store.deletes) == ["address", "user"]
+
+
+def test_stored_keys_are_the_flushed_ones() -> None:
+    states = KeyedState(RULE_STATES)
+    states.put("a", {"rule": [1.0, None, None]})
+    assert states.stored_keys() == []
+    states.flush()
+    assert states.stored_keys() == ["a"]
+
+
+def stored_state() -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """user_risk and user_state as the engine leaves them after ``RECORDS``."""
+    risk_store: dict[str, bytes] = {}
+    state_store: dict[str, bytes] = {}
+    users, states = KeyedState(USER_RISK, risk_store), KeyedState(RULE_STATES, state_store)
+    policy = policy_from_data({"rules": {"brute-force": {"threshold": 2}}})
+    engine = Engine(policy, rules=[REGISTRY["brute-force"], REGISTRY["risk-detection"]])
+    for raw in RECORDS:
+        engine.process(normalize(raw), users, states)
+    users.flush()
+    states.flush()
+    return risk_store, state_store
+
+
+def test_state_is_stored_in_the_bytes_earlier_versions_wrote() -> None:
+    """A running deployment's changelogs load, and what this version writes reads the same."""
+    risk_store, state_store = stored_state()
+    assert {k: v.decode() for k, v in risk_store.items()} == STORED["user_risk"]
+    assert {k: v.decode() for k, v in state_store.items()} == STORED["user_state"]
+
+
+def test_user_risk_round_trips_in_the_bytes_fausts_json_codec_wrote() -> None:
+    """user_risk was a table of JSON-ready rows with Faust's codec; it is now a bytes table
+    like the others, and the changelog's bytes are the same."""
+    (old,) = (text.encode() for text in STORED["user_risk"].values())
+    faust = Registry(key_serializer="raw", value_serializer="json")
+    assert faust.dumps_value(None, orjson.loads(old)) == old
+    assert faust.loads_value(bytes, old, serializer="raw") == old
+    assert USER_RISK.dumps(USER_RISK.loads(old)) == old
+    assert USER_RISK.loads(USER_RISK.dumps(RISK)) == RISK
+    assert orjson.loads(USER_RISK.dumps(RISK)) == dump_user_risk(RISK)
+
+
+def test_rule_states_round_trip_with_their_incidents_and_observations() -> None:
+    (old,) = (text.encode() for text in STORED["user_state"].values())
+    state = RULE_STATES.loads(old)
+    assert RULE_STATES.dumps(state) == old
+    _, _, row = state["brute-force"]
+    incident = load_incident(row)
+    assert incident == Incident(
+        "2b08694a-ecb7-5592-b41f-94db4c541743", 1768471380.0, "high", ("f-0", "f-1", "s-1"), 3, 3
+    )
+    assert orjson.loads(orjson.dumps(dump_incident(incident))) == row
+    recent = state["risk-detection"][1]["recent"]
+    observations = [load_observation(entry[2]) for entry in recent]
+    assert [o.id for o in observations] == ["f-0", "f-1", "s-1"]
+    assert observations[2].risk == ("high", "atRisk", ("unfamiliarFeatures",))
+    assert [dump_observation(o) for o in observations] == [entry[2] for entry in recent]
+
+
+def observation() -> Observation:
+    risky = {
+        "riskLevelDuringSignIn": "high",
+        "riskState": "atRisk",
+        "riskEventTypes_v2": ["unfamiliarFeatures"],
+    }
+    record = normalize(signin(risky))
+    assert isinstance(record, SignIn)
+    return Observation.of(Engine(Policy()).enrich(record, RISK))
+
+
+def test_an_observation_round_trips_as_a_row_and_on_the_by_ip_topic() -> None:
+    obs = observation()
+    assert obs.risk[2] and obs.location.lat is not None
+    row: Any = orjson.loads(orjson.dumps(dump_observation(obs)))
+    assert load_observation(row) == obs
+    segments = [(1234, [obs, obs._replace(id="other")]), (5678, [])]
+    assert decode_observations(encode_observations(segments)) == segments
