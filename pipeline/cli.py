@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from pipeline.files import open_private
-from pipeline.parse import DEFAULT_MAX_EVENT_BYTES
-from pipeline.policy import PolicyError, load_policy
-from pipeline.procs import Interrupted, interrupt_on_signals
-from pipeline.settings import STAGES, Settings
+from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES
+from pipeline.core.policy import PolicyError, load_policy
+from pipeline.runtime.files import open_private
+from pipeline.runtime.procs import Interrupted, interrupt_on_signals
+from pipeline.runtime.settings import STAGES, Settings
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
 
@@ -36,7 +36,7 @@ def _read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from pipeline.scan import scan
+    from pipeline.core.scan import scan
 
     try:
         policy = load_policy(args.policy)
@@ -105,8 +105,8 @@ def _settings() -> Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pipeline import metrics
-    from pipeline.app import create_app
+    from pipeline.runtime import metrics
+    from pipeline.runtime.app import create_app
 
     settings = _settings()
     if args.stage:
@@ -132,7 +132,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _worker_class() -> type[Any]:
     import faust
 
-    from pipeline.procs import FORCE_EXIT_S, exit_after
+    from pipeline.runtime.procs import FORCE_EXIT_S, exit_after
 
     class Worker(faust.Worker):
         """Faust's stop commits and closes; with the broker gone, aiokafka's fetcher retries
@@ -151,7 +151,7 @@ def _worker_class() -> type[Any]:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from pipeline.topics import create_topics, describe, topic_specs
+    from pipeline.runtime.topics import create_topics, describe, topic_specs
 
     settings = _settings()
     if args.print:
@@ -183,7 +183,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _service_logging() -> None:
-    from pipeline.app import quiet_libraries
+    from pipeline.runtime.app import quiet_libraries
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     quiet_libraries()
@@ -203,7 +203,7 @@ def _eventhub_missing(settings: Settings, prefix: str) -> str | None:
 def cmd_bridge(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pipeline import metrics
+    from pipeline.runtime import metrics
     from pipeline.sources.eventhub import run_bridge
 
     settings = _settings()
@@ -221,9 +221,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 def cmd_forward(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pipeline import metrics
-    from pipeline.forward import forward
+    from pipeline.runtime import metrics
     from pipeline.sinks import build_sink, sink_config
+    from pipeline.sinks.forward import forward
 
     settings = _settings()
     try:
@@ -246,7 +246,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.runtime.demo import run_demo
 
     for path in args.paths:
         if not Path(path).is_file():

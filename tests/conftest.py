@@ -8,9 +8,9 @@ from uuid import uuid4
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.demo import embedded_settings
-from pipeline.settings import Settings
+from pipeline.runtime.broker import EmbeddedBroker
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.settings import Settings
 
 
 @pytest.fixture(scope="session")

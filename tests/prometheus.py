@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.broker import free_port
-from pipeline.procs import terminate
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.procs import terminate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-import pipeline.broker
-from pipeline.broker import BrokerError, EmbeddedBroker
-from pipeline.transport import confirmed_log_ends
+import pipeline.runtime.broker
+from pipeline.runtime.broker import BrokerError, EmbeddedBroker
+from pipeline.runtime.transport import confirmed_log_ends
 
 
 def _advertised(bootstrap: str) -> list[str]:
@@ -56,12 +56,12 @@ def test_a_taken_port_is_not_mistaken_for_readiness(monkeypatch: pytest.MonkeyPa
     with EmbeddedBroker() as holder:
         taken = int(holder.bootstrap.rsplit(":", 1)[1])
         ports = iter([taken])
-        real_free_port = pipeline.broker.free_port
+        real_free_port = pipeline.runtime.broker.free_port
 
         def first_taken(host: str = "127.0.0.1") -> int:
             return next(ports, None) or real_free_port(host)
 
-        monkeypatch.setattr(pipeline.broker, "free_port", first_taken)
+        monkeypatch.setattr(pipeline.runtime.broker, "free_port", first_taken)
         with EmbeddedBroker() as retried:
             assert retried.bootstrap != holder.bootstrap
             assert _advertised(retried.bootstrap) == [retried.bootstrap]
@@ -82,7 +82,7 @@ def test_stop_is_idempotent_and_bootstrap_needs_a_running_broker() -> None:
 
 
 def test_start_failure_names_the_cause_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline.broker, "broker_binary", lambda: "/bin/false")
+    monkeypatch.setattr(pipeline.runtime.broker, "broker_binary", lambda: "/bin/false")
     broker: Any = EmbeddedBroker(startup_timeout=5)
     with pytest.raises(BrokerError, match=r"(?s)3 attempt\(s\).*exited with code 1"):
         broker.start()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from builders import dumps, signin
 
-from pipeline.rules import REGISTRY
+from pipeline.core.rules import REGISTRY
 from tools.synth import INCIDENTS
 
 REPO = Path(__file__).resolve().parents[1]

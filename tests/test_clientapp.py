@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from builders import signin
 
-from pipeline.clientapp import (
+from pipeline.core.clientapp import (
     EXCHANGE_ONLINE_RESOURCE_ID,
     IOS_ACCOUNTS_APP_ID,
     OUTLOOK_MOBILE_APP_ID,
@@ -22,8 +22,8 @@ from pipeline.clientapp import (
     platform_of,
     version_tuple,
 )
-from pipeline.parse import normalize
-from pipeline.records import SignIn
+from pipeline.core.parse import normalize
+from pipeline.core.records import SignIn
 
 TEAMS_APP_ID = "1fec8e78-bce4-4aaf-ab1b-5451cc387264"
 OFFICE_APP_ID = "d3590ed6-52b3-4102-aeff-aad2292ab01c"

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.parse import Parsed, normalize, parse_file
-from pipeline.records import Category, Record, RiskEvent, SignIn
-from pipeline.timeparse import format_time, parse_time
+from pipeline.core.parse import Parsed, normalize, parse_file
+from pipeline.core.records import Category, Record, RiskEvent, SignIn
+from pipeline.core.timeparse import format_time, parse_time
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public"
 PANTHER = "panther-analysis__azure-signin-rule-test-logs.ndjson"

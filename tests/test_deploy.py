@@ -14,7 +14,7 @@ What is checked, and against what:
   OpenAPI schemas kept in ``tests/data/crds`` (see its README), made strict the way
   ``kubectl apply --validate=strict`` is: a field the schema does not declare fails.
 - The application's own code decides what is right: topic names, partition counts and
-  cleanup policies come from ``pipeline.topics.topic_specs``; environment variables must be
+  cleanup policies come from ``pipeline.runtime.topics.topic_specs``; environment variables must be
   ``Settings`` fields (or a sink's secret); commands must parse with the CLI's parser;
   consumer groups come from ``Settings.group_id``; the policies mounted must load.
 """
@@ -44,11 +44,11 @@ from pydantic import SecretStr
 from referencing import Registry, Resource
 
 from pipeline.cli import build_parser
-from pipeline.forward import sink_deadletter
-from pipeline.policy import Policy, load_policy, policy_from_data
-from pipeline.settings import Settings
+from pipeline.core.policy import Policy, load_policy, policy_from_data
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import topic_specs
 from pipeline.sinks import sink_config
-from pipeline.topics import topic_specs
+from pipeline.sinks.forward import sink_deadletter
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

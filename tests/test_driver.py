@@ -7,13 +7,13 @@ from pathlib import Path
 import orjson
 from builders import scenario_records
 
-from pipeline.codec import RULE_STATES, USER_RISK
-from pipeline.detect import Engine, alert_json
-from pipeline.driver import Driver
-from pipeline.ingest import receive
-from pipeline.policy import Policy
-from pipeline.records import Category
-from pipeline.state import KeyedState
+from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.detect import Engine, alert_json
+from pipeline.core.driver import Driver
+from pipeline.core.ingest import receive
+from pipeline.core.policy import Policy
+from pipeline.core.records import Category
+from pipeline.core.state import KeyedState
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 

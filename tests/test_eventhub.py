@@ -23,12 +23,12 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 from test_streaming import SAMPLE, differences, last_versions, metric_sum, reader, scan_alerts
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.demo import embedded_settings
-from pipeline.procs import FLUSH_S, spawn, terminate
-from pipeline.settings import Settings
+from pipeline.runtime.broker import EmbeddedBroker, free_port
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.procs import FLUSH_S, spawn, terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sources.eventhub import Bridge
-from pipeline.topics import create_topics
 
 Spawn = Callable[[str, Settings], subprocess.Popen[bytes]]
 

@@ -27,15 +27,15 @@ from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 from py_ocsf_models.objects.geolocation import GeoLocation
 from pydantic import BaseModel
 
-from pipeline.formats import document, line
-from pipeline.formats.cef import to_cef
-from pipeline.formats.common import TACTICS, TECHNIQUES
-from pipeline.formats.ecs import to_ecs
-from pipeline.formats.ocsf import to_ocsf
-from pipeline.policy import Policy
-from pipeline.privacy import restrict
-from pipeline.rules import REGISTRY
-from pipeline.scan import scan
+from pipeline.alerts.formats import document, line
+from pipeline.alerts.formats.cef import to_cef
+from pipeline.alerts.formats.common import TACTICS, TECHNIQUES
+from pipeline.alerts.formats.ecs import to_ecs
+from pipeline.alerts.formats.ocsf import to_ocsf
+from pipeline.alerts.privacy import restrict
+from pipeline.core.policy import Policy
+from pipeline.core.rules import REGISTRY
+from pipeline.core.scan import scan
 from pipeline.sinks import ALERT_FIELDS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"

@@ -17,13 +17,13 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from test_streaming import consume
 
-from pipeline.broker import free_port
-from pipeline.forward import Breaker, forward, sink_deadletter, sink_group
-from pipeline.procs import FLUSH_S, STOP_WITHIN_S
-from pipeline.settings import Settings
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.procs import FLUSH_S, STOP_WITHIN_S
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase
+from pipeline.sinks.forward import Breaker, forward, sink_deadletter, sink_group
 from pipeline.sinks.syslog import SyslogConfig
-from pipeline.topics import create_topics
 
 
 class FlakySink:
@@ -299,9 +299,9 @@ def test_a_syslog_forwarder_loads_no_azure_sdk() -> None:
     only when their sink is built: a syslog forwarder never loads them."""
     code = (
         "import sys\n"
-        "import pipeline.cli, pipeline.forward\n"
-        "from pipeline.policy import policy_from_data\n"
-        "from pipeline.settings import Settings\n"
+        "import pipeline.cli, pipeline.sinks.forward\n"
+        "from pipeline.core.policy import policy_from_data\n"
+        "from pipeline.runtime.settings import Settings\n"
         "from pipeline.sinks import build_sink, sink_config\n"
         "policy = policy_from_data({'sinks': {'siem': {'type': 'syslog'}}})\n"
         "build_sink('siem', sink_config(policy, 'siem'), Settings())\n"

@@ -18,9 +18,9 @@ from hostile import corpus, good
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.parse import REASONS, Parsed, parse_event, parse_file
-from pipeline.records import SignIn
-from pipeline.rejects import Rejected
+from pipeline.core.parse import REASONS, Parsed, parse_event, parse_file
+from pipeline.core.records import SignIn
+from pipeline.core.rejects import Rejected
 
 LIMIT = 1024 * 1024
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,15 +17,15 @@ from azure.core.credentials import AccessToken
 from http_receiver import Answer, PrivateCA, Receiver
 from pydantic import SecretStr
 
-from pipeline.formats import document, line
-from pipeline.policy import Policy
-from pipeline.records import SEVERITIES
-from pipeline.scan import scan
+from pipeline.alerts.formats import document, line
+from pipeline.core.policy import Policy
+from pipeline.core.records import SEVERITIES
+from pipeline.core.scan import scan
+from pipeline.core.timeparse import parse_time
 from pipeline.sinks import AlertDict, Format, Refusal, SendError
 from pipeline.sinks.hec import HecConfig, HecSink
 from pipeline.sinks.sentinel import TABLE_COLUMNS, SentinelConfig, SentinelSink
 from pipeline.sinks.webhook import WebhookConfig, WebhookSink
-from pipeline.timeparse import parse_time
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 HEC_TOKEN = "5f1c2e8a-hec-token-7d43"

@@ -3,8 +3,8 @@
 import orjson
 from builders import dumps, signin
 
-from pipeline.codec import decode_batch
-from pipeline.ingest import ingest
+from pipeline.core.codec import decode_batch
+from pipeline.core.ingest import ingest
 from tools.synth import sample_records
 
 RECORDS = sample_records()

@@ -1,7 +1,8 @@
 """Prometheus config, rules and the Grafana dashboard against the real tools and services.
 
 - promtool checks the config, the rules and their unit tests (deploy/prometheus/tests), and
-  lints the project's own metrics (every metric of pipeline/metrics.py, touched with labels).
+  lints the project's own metrics (every metric of pipeline/runtime/metrics.py, touched
+  with labels).
 - The dashboard JSON is checked against Grafana's dashboard model.
 - A real Prometheus (Debian's) scrapes a real stack on loopback: an Event Hub peer, the
   bridge, a worker and a syslog forwarder whose receiver is down at first (so failures,
@@ -38,10 +39,10 @@ from prometheus import Prometheus as PrometheusServer
 from prometheus import PrometheusMissing, PromQLError, binary, loopback_config
 from pydantic import SecretStr
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.demo import embedded_settings
-from pipeline.procs import spawn, terminate
-from pipeline.topics import create_topics
+from pipeline.runtime.broker import EmbeddedBroker, free_port
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.procs import spawn, terminate
+from pipeline.runtime.topics import create_topics
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -82,7 +83,7 @@ BUILTIN_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 
 # Expressions checked for syntax only against the live stack, with the reason. Every
 # component whose metrics the dashboard and rules use runs in this test (bridge, worker,
-# forwarder), so nothing is exempt today; a metric referenced before pipeline/metrics.py
+# forwarder), so nothing is exempt today; a metric referenced before pipeline/runtime/metrics.py
 # defines it belongs here ("not yet available") rather than being faked.
 SYNTAX_ONLY: dict[str, str] = {}
 
@@ -233,7 +234,7 @@ def test_every_alerting_rule_has_firing_and_quiet_unit_tests() -> None:
 REGISTRY_SCRIPT = """
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
-import pipeline.metrics as m
+import pipeline.runtime.metrics as m
 
 for obj in vars(m).values():
     if not isinstance(obj, MetricWrapperBase):
@@ -249,7 +250,7 @@ print(generate_latest(REGISTRY).decode(), end="")
 
 @pytest.fixture(scope="module")
 def registry_text() -> str:
-    """The exposition of the services' registry with every metric of pipeline/metrics.py
+    """The exposition of the services' registry with every metric of pipeline/runtime/metrics.py
     given a child; in a subprocess, so this session's registry keeps no fake labels."""
     out = subprocess.run(
         [sys.executable, "-c", REGISTRY_SCRIPT],
@@ -300,7 +301,7 @@ def test_promtool_check_metrics_does_catch_a_badly_named_metric() -> None:
 
 
 def test_every_metric_the_dashboard_and_rules_use_is_defined(registry_text: str) -> None:
-    """Metric names in every expression exist in pipeline/metrics.py (or are Prometheus' own
+    """Metric names in every expression exist in pipeline/runtime/metrics.py (or are Prometheus' own
     or a recording rule): a typo or a metric not yet added fails here, by name."""
     defined = series_names(registry_text) | BUILTIN_SERIES
     defined |= {r["record"] for r in rules() if "record" in r}

@@ -75,7 +75,7 @@ def test_the_wheel_holds_the_runtime_and_its_data_but_no_tooling(wheel: Path) ->
     }
     assert not [n for n in names if Path(n).stem in TOOLING], names
     assert "pipeline/data/sample-signins.ndjson" in names
-    assert "pipeline/broker.py" in names and "pipeline/demo.py" in names
+    assert "pipeline/runtime/broker.py" in names and "pipeline/runtime/demo.py" in names
 
 
 def test_bench_of_an_installed_package_says_where_the_benchmark_is(

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from builders import TENANT, USER_ID, dumps, signin
 
-from pipeline.parse import ParseError, normalize, parse_event, parse_file
-from pipeline.records import (
+from pipeline.core.parse import ParseError, normalize, parse_event, parse_file
+from pipeline.core.records import (
     UNKNOWN_ERROR_CODE,
     AuthStep,
     Category,
@@ -18,7 +18,7 @@ from pipeline.records import (
     RiskEvent,
     SignIn,
 )
-from pipeline.shapes import SHAPES
+from pipeline.core.shapes import SHAPES
 
 
 def only_signin(data: bytes) -> SignIn:
@@ -427,6 +427,6 @@ def test_every_field_lands_in_its_place() -> None:
 
 def test_input_shapes_are_the_modules_of_pipeline_shapes_in_order() -> None:
     assert [shape.read.__module__ for shape in SHAPES] == [
-        "pipeline.shapes.diagnostic",
-        "pipeline.shapes.graph",
+        "pipeline.core.shapes.diagnostic",
+        "pipeline.core.shapes.graph",
     ]

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.clientapp import (
+from pipeline.core.clientapp import (
     EXCHANGE_ONLINE_RESOURCE_ID,
     IOS_ACCOUNTS_APP_ID,
     OUTLOOK_MOBILE_APP_ID,
 )
-from pipeline.policy import Policy, PolicyError, load_policy, policy_from_data
-from pipeline.rules import REGISTRY
-from pipeline.rules.unapproved_mobile_client import UnapprovedMobileClientSettings
+from pipeline.core.policy import Policy, PolicyError, load_policy, policy_from_data
+from pipeline.core.rules import REGISTRY
+from pipeline.core.rules.unapproved_mobile_client import UnapprovedMobileClientSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

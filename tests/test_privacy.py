@@ -17,10 +17,10 @@ import orjson
 import pytest
 from builders import dumps, risk_record
 
-from pipeline.formats import line
-from pipeline.policy import Policy
-from pipeline.privacy import kind_of, pseudonym, restrict
-from pipeline.scan import scan
+from pipeline.alerts.formats import line
+from pipeline.alerts.privacy import kind_of, pseudonym, restrict
+from pipeline.core.policy import Policy
+from pipeline.core.scan import scan
 from pipeline.sinks import Format
 from pipeline.sinks.webhook import slack_message, teams_message
 

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.settings import Settings
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sources.replay import (
     ReplayError,
     envelopes,
@@ -19,7 +20,6 @@ from pipeline.sources.replay import (
     records_in_line,
     replay,
 )
-from pipeline.topics import create_topics
 from tools.synth import sample_envelopes, sample_records
 
 BAD_LINE = b'{"records": [{"category": "SignInLogs", "properties": {"id": "cut-off'

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from builders import USER_ID, signin
 
-from pipeline.codec import USER_RISK
-from pipeline.parse import normalize
-from pipeline.records import RiskEvent, SignIn
-from pipeline.risk import (
+from pipeline.core.codec import USER_RISK
+from pipeline.core.parse import normalize
+from pipeline.core.records import RiskEvent, SignIn
+from pipeline.core.risk import (
     MAX_DETECTIONS,
     NO_RISK,
     EffectiveRisk,
@@ -26,7 +26,7 @@ from pipeline.risk import (
     rank,
     update,
 )
-from pipeline.state import KeyedState
+from pipeline.core.state import KeyedState
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 

@@ -11,15 +11,15 @@ from dataclasses import replace
 import pytest
 from builders import scenario_records, signin
 
-from pipeline.codec import RULE_STATES, USER_RISK
-from pipeline.detect import Engine
-from pipeline.parse import normalize
-from pipeline.policy import policy_from_data
-from pipeline.records import SEVERITIES, Alert, RiskEvent, SignIn
-from pipeline.risk import update
-from pipeline.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
-from pipeline.rules.windows import Scenario
-from pipeline.state import KeyedState
+from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.detect import Engine
+from pipeline.core.parse import normalize
+from pipeline.core.policy import policy_from_data
+from pipeline.core.records import SEVERITIES, Alert, RiskEvent, SignIn
+from pipeline.core.risk import update
+from pipeline.core.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
+from pipeline.core.rules.windows import Scenario
+from pipeline.core.state import KeyedState
 
 CASES = [
     pytest.param(rule, case, id=f"{rule.id}: {case.name}")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.parse import parse_file
-from pipeline.records import SignIn
+from pipeline.core.parse import parse_file
+from pipeline.core.records import SignIn
 from tools.synth import INCIDENTS, write_sample
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"

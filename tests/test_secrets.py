@@ -33,13 +33,13 @@ from test_stopping import wait_until
 from test_streaming import SAMPLE, reader
 
 from pipeline import cli
-from pipeline.broker import free_port
-from pipeline.files import open_private
-from pipeline.procs import terminate
-from pipeline.settings import Settings
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.files import open_private
+from pipeline.runtime.procs import terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sinks.file import FileConfig, FileSink
 from pipeline.sources.checkpoints import SqliteCheckpointStore, checkpoint_store
-from pipeline.topics import create_topics
 
 SINKS = ("splunk", "teams", "sentinel", "alerts-file", "eventhub")
 
@@ -440,7 +440,7 @@ def test_rejects_and_alerts_out_files_are_private(
     assert done.returncode == 0, done.stderr.decode()
     assert rejects.read_bytes() and mode_of(rejects) == 0o640
 
-    import pipeline.demo
+    import pipeline.runtime.demo
 
     written: list[int] = []
 
@@ -448,7 +448,7 @@ def test_rejects_and_alerts_out_files_are_private(
         written.append(stat.S_IMODE(os.fstat(alerts_out.fileno()).st_mode))
         return 0
 
-    monkeypatch.setattr(pipeline.demo, "run_demo", demo)
+    monkeypatch.setattr(pipeline.runtime.demo, "run_demo", demo)
     monkeypatch.setenv("SIGNIN_RISK_FILE_MODE", "0600")
     alerts_out = tmp_path / "alerts.jsonl"
     alerts_out.write_text("")

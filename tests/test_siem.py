@@ -20,13 +20,13 @@ from rsyslog import Rsyslog
 from test_eventhub import wait_for
 from test_streaming import SAMPLE, consume, metric_sum
 
-from pipeline.broker import free_port
-from pipeline.policy import Policy
-from pipeline.procs import spawn, terminate
-from pipeline.scan import scan
-from pipeline.settings import Settings
+from pipeline.core.policy import Policy
+from pipeline.core.scan import scan
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.procs import spawn, terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sinks.sentinel import TABLE_COLUMNS
-from pipeline.topics import create_topics
 
 HEC_TOKEN = "b2d1f0e4-e2e-hec-token"
 WEBHOOK_PATH = "/workflows/8a1f/triggers/manual/paths/invoke?sig=e2e-secret"

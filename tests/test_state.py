@@ -12,7 +12,7 @@ import orjson
 from builders import USER_ID, risk_record, signin
 from faust.serializers.registry import Registry
 
-from pipeline.codec import (
+from pipeline.core.codec import (
     RULE_STATES,
     USER_RISK,
     decode_observations,
@@ -23,15 +23,15 @@ from pipeline.codec import (
     load_incident,
     load_observation,
 )
-from pipeline.detect import Engine
-from pipeline.enrich import Observation
-from pipeline.ids import Incident
-from pipeline.parse import normalize
-from pipeline.policy import Policy, policy_from_data
-from pipeline.records import SignIn
-from pipeline.risk import UserRisk
-from pipeline.rules import REGISTRY
-from pipeline.state import KeyedState
+from pipeline.core.detect import Engine
+from pipeline.core.enrich import Observation
+from pipeline.core.ids import Incident
+from pipeline.core.parse import normalize
+from pipeline.core.policy import Policy, policy_from_data
+from pipeline.core.records import SignIn
+from pipeline.core.risk import UserRisk
+from pipeline.core.rules import REGISTRY
+from pipeline.core.state import KeyedState
 
 STORED = orjson.loads((Path(__file__).parent / "data" / "stored-state.json").read_bytes())
 

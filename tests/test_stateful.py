@@ -8,20 +8,20 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from builders import BASE_PROPERTIES, risk_record, signin
 
-from pipeline.codec import RULE_STATES, USER_RISK
-from pipeline.detect import Engine, alert_json
-from pipeline.driver import Driver
-from pipeline.ingest import receive
-from pipeline.outcomes import Outcome, outcome
-from pipeline.parse import normalize
-from pipeline.policy import policy_from_data
-from pipeline.records import SignIn
-from pipeline.rules import REGISTRY, StatefulRule
-from pipeline.rules.windows import admit, burst
-from pipeline.scan import scan
-from pipeline.settings import Settings
-from pipeline.state import KeyedState
-from pipeline.stateful import expire
+from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.detect import Engine, alert_json
+from pipeline.core.driver import Driver
+from pipeline.core.ingest import receive
+from pipeline.core.outcomes import Outcome, outcome
+from pipeline.core.parse import normalize
+from pipeline.core.policy import policy_from_data
+from pipeline.core.records import SignIn
+from pipeline.core.rules import REGISTRY, StatefulRule
+from pipeline.core.rules.windows import admit, burst
+from pipeline.core.scan import scan
+from pipeline.core.state import KeyedState
+from pipeline.core.stateful import expire
+from pipeline.runtime.settings import Settings
 from tools.synth import sample_days
 
 START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -126,7 +126,9 @@ def worker_way(envelopes: list[dict[str, object]], take: int) -> dict[str, dict[
     for i in range(0, len(events), take):
         result = detector.segments(receive(events[i : i + take], 10**8).segments)
         by_ip = [segment for segments in result.by_ip.values() for segment in segments]
-        for _, alerts in result.alerts + detector.by_ip(by_ip):
+        found_now = result.alerts + detector.by_ip(by_ip)
+        detector.flush()  # between takes, as the worker does once their output is acknowledged
+        for _, alerts in found_now:
             for alert in alerts:
                 found[alert.id] = without_detected_at(orjson.loads(alert_json(alert)))
     return found

@@ -19,11 +19,11 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 from test_streaming import SAMPLE, metric_sum, series
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.demo import embedded_settings
-from pipeline.procs import FORCE_EXIT_S, STOP_WITHIN_S, spawn
-from pipeline.settings import Settings
-from pipeline.topics import create_topics
+from pipeline.runtime.broker import EmbeddedBroker, free_port
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.procs import FORCE_EXIT_S, STOP_WITHIN_S, spawn
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 
 Proc = subprocess.Popen[bytes]
 COOPERATIVE = "did not stop within"

@@ -23,13 +23,13 @@ from builders import dumps, scenario_records, signin
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline.broker import free_port
-from pipeline.procs import spawn_worker, terminate
-from pipeline.rules import REGISTRY, Rule
-from pipeline.settings import Settings
+from pipeline.core.rules import REGISTRY, Rule
+from pipeline.core.state import partition_for
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.procs import spawn_worker, terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sources.replay import replay
-from pipeline.state import partition_for
-from pipeline.topics import create_topics
 from tools.synth import sample_days
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
@@ -131,7 +131,7 @@ def wait_for(
 def read_topic(settings: Settings, name: str, timeout_s: float = 30.0) -> list[ConsumerRecord]:
     """Every record of the topic ``name`` (the full name), read outside any group up to each
     partition's high watermark as a fetch reports it: Tansu's ListOffsets under-reports log
-    ends (see pipeline/transport.py)."""
+    ends (see pipeline/runtime/transport.py)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     records: list[ConsumerRecord] = []
     try:

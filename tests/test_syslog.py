@@ -27,9 +27,9 @@ from rsyslog import Rsyslog
 from tlsca import CertificateAuthority
 
 import pipeline.sinks.syslog as syslog_module
-from pipeline.formats.common import PRODUCT_VERSION, epoch_ms
-from pipeline.policy import Policy
-from pipeline.scan import scan
+from pipeline.alerts.formats.common import PRODUCT_VERSION, epoch_ms
+from pipeline.core.policy import Policy
+from pipeline.core.scan import scan
 from pipeline.sinks import AlertDict, Format, Refusal, SendError
 from pipeline.sinks.syslog import SyslogConfig, SyslogSink
 

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.timeparse import format_time, parse_time
+from pipeline.core.timeparse import format_time, parse_time
 
 NINE_FORTY_ONE = datetime(2007, 1, 9, 9, 41, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from pipeline.settings import Settings
-from pipeline.topics import (
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import (
     TABLES,
     TopicMismatchError,
     TopicSpec,

@@ -1,8 +1,8 @@
 from builders import dumps, signin
 
-from pipeline.codec import decode_batch, encode_batch
-from pipeline.parse import normalize, parse_event
-from pipeline.state import partition_for, record_key
+from pipeline.core.codec import decode_batch, encode_batch
+from pipeline.core.parse import normalize, parse_event
+from pipeline.core.state import partition_for, record_key
 from tools.synth import sample_records
 
 

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from pipeline.policy import Policy, policy_from_data
-from pipeline.rules import REGISTRY, StatefulRule
-from pipeline.scan import scan
+from pipeline.core.policy import Policy, policy_from_data
+from pipeline.core.rules import REGISTRY, StatefulRule
+from pipeline.core.scan import scan
 from tools.synth import bench_envelope
 
 RECORDS_PER_ENVELOPE = 20  # what diagnostic settings deliver per Event Hubs event, roughly
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     print(run_scan_bench(args.records, args.repeat), flush=True)
     if not args.scan_only:
-        from pipeline.app import quiet_libraries
+        from pipeline.runtime.app import quiet_libraries
         from tools.bridgebench import run_bridge_bench
         from tools.streambench import PER_ENVELOPE, run_stream_bench
 

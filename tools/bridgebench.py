@@ -18,10 +18,10 @@ from typing import Any
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.demo import embedded_settings
+from pipeline.runtime.broker import EmbeddedBroker
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.topics import create_topics
 from pipeline.sources.eventhub import run_bridge
-from pipeline.topics import create_topics
 from tools.synth import bench_envelope
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"

@@ -20,11 +20,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer, KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.demo import embedded_settings
-from pipeline.procs import spawn_worker, terminate
-from pipeline.settings import Settings
-from pipeline.topics import create_topics
+from pipeline.runtime.broker import EmbeddedBroker, free_port
+from pipeline.runtime.demo import embedded_settings
+from pipeline.runtime.procs import spawn_worker, terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
 from tools.synth import bench_envelope
 
 PER_ENVELOPE = 20

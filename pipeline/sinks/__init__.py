@@ -37,15 +37,15 @@ from typing import (
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from pipeline.records import Alert
+from pipeline.core.records import Alert
 
 if TYPE_CHECKING:
-    from pipeline.policy import Policy
-    from pipeline.settings import Settings
+    from pipeline.core.policy import Policy
+    from pipeline.runtime.settings import Settings
 
 AlertDict = dict[str, Any]
 """An alert as decoded from the alerts topic, after the sink's privacy controls: the JSON
-mapping of a ``pipeline.records.Alert``, which is what formats, privacy and sinks handle."""
+mapping of a ``pipeline.core.records.Alert``, which is what formats, privacy and sinks handle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +161,7 @@ def _discover() -> dict[str, SinkType[Any]]:
 
 REGISTRY: dict[str, SinkType[Any]] = _discover()
 """Every sink type, by its ``type`` name. The sink modules import this package's names
-defined above, so this comes last (as in ``pipeline.rules``)."""
+defined above, so this comes last (as in ``pipeline.core.rules``)."""
 
 if TYPE_CHECKING:
     SinkConfig = SinkBase

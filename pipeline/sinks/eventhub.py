@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.formats import line
-from pipeline.settings import Settings
+from pipeline.alerts.formats import line
+from pipeline.runtime.settings import Settings
 from pipeline.sinks import AlertDict, Refusal, SinkBase, SinkType
 
 

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.files import open_private
-from pipeline.formats import line
+from pipeline.alerts.formats import line
+from pipeline.runtime.files import open_private
 from pipeline.sinks import AlertDict, Format, Refusal, SinkBase, SinkType
 from pipeline.sinks.syslog import Rfc5424
 

@@ -16,10 +16,10 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from pipeline.formats import document, line
+from pipeline.alerts.formats import document, line
+from pipeline.core.timeparse import parse_time
 from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase, SinkType, sink_secret
 from pipeline.sinks._http import answered, http_client, post
-from pipeline.timeparse import parse_time
 
 
 class HecConfig(SinkBase):

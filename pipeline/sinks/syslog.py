@@ -46,9 +46,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.formats import line
+from pipeline.alerts.formats import line
+from pipeline.core.timeparse import parse_time
 from pipeline.sinks import AlertDict, Format, Refusal, SendError, SinkBase, SinkType
-from pipeline.timeparse import parse_time
 
 
 class SyslogConfig(SinkBase):

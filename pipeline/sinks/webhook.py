@@ -18,8 +18,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
-from pipeline.formats import document
-from pipeline.records import SEVERITIES
+from pipeline.alerts.formats import document
+from pipeline.core.records import SEVERITIES
 from pipeline.sinks import AlertDict, Refusal, SendError, SinkBase, SinkType, sink_secret
 from pipeline.sinks._http import answered, http_client, post
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from azure.eventhub.aio import CheckpointStore
 
-from pipeline.files import DEFAULT_MODE, SQLITE_SIDECARS, make_private
-from pipeline.settings import Settings
+from pipeline.runtime.files import DEFAULT_MODE, SQLITE_SIDECARS, make_private
+from pipeline.runtime.settings import Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ownership (

@@ -26,8 +26,8 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, PartitionContext
 from pydantic import SecretStr
 
-from pipeline import metrics
-from pipeline.procs import (
+from pipeline.runtime import metrics
+from pipeline.runtime.procs import (
     FLUSH_S,
     RETRY_MAX_S,
     Deadline,
@@ -38,7 +38,7 @@ from pipeline.procs import (
     stop_on_signals,
     unless_stopped,
 )
-from pipeline.settings import Settings
+from pipeline.runtime.settings import Settings
 from pipeline.sources.checkpoints import checkpoint_store
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ One Kafka message is one Event Hubs event, so envelopes are preserved:
   message; a top-level array of records, or an envelope too big for one event, is cut into
   envelopes ``{"records": [...]}`` of at most 50 records and ``max_event_bytes``.
 
-The topic must exist (``pipeline.topics.create_topics``): producing to a missing topic makes
+The topic must exist (``pipeline.runtime.topics.create_topics``): producing to a missing topic makes
 brokers create it with their own default partition count, Tansu even when asked not to.
 """
 
@@ -31,9 +31,9 @@ from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 from tqdm import tqdm
 
-from pipeline.procs import FLUSH_S
-from pipeline.settings import Settings
-from pipeline.topics import admin_client
+from pipeline.runtime.procs import FLUSH_S
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import admin_client
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,455 @@
+"""The Faust application: topics, the state tables, and thin agents around the core.
+
+ingest: raw Event Hubs envelopes -> parse -> one batch per signins partition; rejects ->
+deadletter. detect: batches -> risk records update the table, sign-ins are judged -> alerts.
+by-ip: observations re-keyed by source address -> the IP-keyed rules -> alerts.
+A worker that owns every partition (the usual single-worker deployment) skips both re-key
+hops and judges each take of raw events where it parsed them: the hops re-encode, send,
+fetch and decode every sign-in, which cost more than detection itself.
+Delivery is at-least-once: Faust flushes the producer (waits for every send in flight to be
+acknowledged) before it commits offsets, so a committed offset never runs ahead of what its
+events produced. Agents therefore never wait for a broker round trip per event; they only
+bound how many sends are unacknowledged (``Outbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+
+from pipeline.core.codec import (
+    RULE_STATES,
+    USER_RISK,
+    decode_batch,
+    decode_observations,
+    encode_observations,
+)
+from pipeline.core.detect import Engine, alert_json
+from pipeline.core.driver import Driver
+from pipeline.core.ingest import Received, ingest, receive
+from pipeline.core.policy import Policy
+from pipeline.core.records import Alert
+from pipeline.core.rejects import Rejected, processing_error
+from pipeline.core.state import KeyedState, partition_for
+from pipeline.core.stateful import RuleStates, expire
+from pipeline.core.timeparse import format_time
+from pipeline.runtime import metrics
+from pipeline.runtime.settings import Settings
+
+NOISY_LOGGERS = ("faust", "aiokafka", "mode", "kafka")
+log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """Faust and aiokafka log on every send at DEBUG/INFO; that costs throughput and hides ours."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=settings.ssl_context(),
+        )
+    context = settings.ssl_context()
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+class Outbox:
+    """Sends in flight, awaited in bulk: backpressure without a round trip per event.
+
+    The in-flight gauge counts the records that unacknowledged sends carry; each send
+    takes its records off the gauge when the broker acknowledges it.
+    """
+
+    def __init__(self, limit: int = 512) -> None:
+        self._pending: list[asyncio.Future[Any]] = []
+        self._limit = limit
+
+    async def add(self, future: asyncio.Future[Any], records: int = 0) -> None:
+        if records:
+            metrics.IN_FLIGHT.inc(records)
+            future.add_done_callback(lambda _: metrics.IN_FLIGHT.dec(records))
+        self._pending.append(future)
+        if len(self._pending) >= self._limit:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every send so far is acknowledged (state is written only after)."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+
+
+class KeyedTable(faust.Table[Any, Any]):
+    """A table whose changelog partition follows the key, not the event being processed.
+
+    It is the partition ingest routes the key's records to, so the detect agent writes
+    where Faust would anyway, and a lone worker judging raw events directly still files
+    each key in its own partition: a worker joining later recovers exactly its keys.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return partition_for(key, self.partitions or self.app.conf.topic_partitions)
+
+
+def create_app(settings: Settings, policy: Policy) -> faust.App:
+    app = faust.App(
+        settings.group_id,
+        broker=[f"signinrisk://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,  # topics are created by `signin-risk topics create`
+        # Faust's leader election needs a topic of its own that no broker without
+        # auto-creation has; nothing here runs on the leader only.
+        topic_disable_leader=True,
+        Table=KeyedTable,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        # Signins batches may exceed max_batch_bytes by one record; dead letters are capped.
+        producer_max_request_size=max(
+            settings.max_batch_bytes * 2, settings.max_deadletter_bytes + 64 * 1024
+        ),
+        # Raw events are envelopes of up to 1 MB: a 1 MB fetch (Faust's default) returns a
+        # handful, and a broker that holds each fetch for fetch_max_wait caps throughput.
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        # Event Hubs' Kafka endpoint closes idle connections at 240 s: its profile sets 180 s.
+        consumer_connections_max_idle_ms=settings.connections_max_idle_ms,
+        producer_connections_max_idle_ms=settings.connections_max_idle_ms,
+        consumer_metadata_max_age_ms=settings.metadata_max_age_ms,
+        producer_metadata_max_age_ms=settings.metadata_max_age_ms,
+        producer_compression_type=settings.compression_type,
+    )
+    # Read by pipeline.runtime.transport.
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
+    app.verify_log_end = settings.verify_log_end  # type: ignore[attr-defined]
+
+    raw = app.topic(settings.topic("raw"), key_serializer="raw", value_serializer="raw")
+    signins = app.topic(
+        settings.topic("signins"),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    alerts = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw")
+    deadletter = app.topic(
+        settings.topic("deadletter"), key_serializer="raw", value_serializer="raw"
+    )
+
+    async def dead_letter(message: Any, rejected: Rejected) -> Any:
+        """Send a reject to the dead-letter topic. A send that fails is logged and counted,
+        never raised: the agent must go on (and commit) past input it cannot keep."""
+        metrics.REJECTED.labels(rejected.reason).inc()
+        where = _where(message)
+        if rejected.reason == "processing-error":
+            log.error("processing error on %s: %s", where, rejected.describe())
+        letter = rejected.to_json(
+            settings.max_deadletter_bytes,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            time=format_time(datetime.now(UTC)),
+        )
+        try:
+            sent = await deadletter.send(value=letter)
+        except Exception as exc:
+            _dead_letter_failed(where, rejected, exc)
+            return _done()
+        return asyncio.ensure_future(_settled(sent, where, rejected))
+
+    judge: Judge | None = None
+    if settings.stage in ("all", "detect"):
+        engine = Engine(policy)
+        by_ip = app.topic(
+            settings.topic("by-ip"),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        # Values are the bytes pipeline.core.codec makes, read and written through KeyedState.
+        tables = {
+            name: app.Table(name, default=None, value_type=bytes, partitions=settings.partitions)
+            for name in ("user_risk", "user_state", "ip_state")
+        }
+        users, addresses = (
+            Sweeper(KeyedState(RULE_STATES, tables[name]), engine, settings)
+            for name in ("user_state", "ip_state")
+        )
+        user_risk = KeyedState(USER_RISK, tables["user_risk"])
+        driver = Driver(engine, user_risk, users.state, addresses.state, settings.partitions)
+        judge = Judge(driver, users, addresses, alerts)
+        _detect_agent(app, judge, signins, by_ip, dead_letter)
+        _by_ip_agent(app, judge, by_ip, dead_letter)
+    if settings.stage in ("all", "ingest"):
+        # Faust's RocksDB store files a key under the partition of the event that wrote it,
+        # so only the in-memory store can be written from raw events.
+        direct = judge if settings.store.startswith("memory") else None
+        _ingest_agent(app, settings, raw, signins, dead_letter, direct)
+    work = {settings.topic(name) for name in ("raw", "signins", "by-ip")}
+    _lag_timer(app, frozenset(work))
+    return app
+
+
+def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) -> None:
+    """Consumer lag of the topics this worker consumes for work, as Kafka lag exporters count
+    it (log end minus committed), so a dashboard shows it without one; KEDA scales on the
+    broker's own view. Table changelogs are left out: a worker reads them only to recover
+    and never commits them, so their "lag" never drains and would alarm an idle pipeline. And the
+    partitions of each topic this worker owns: fewer signins partitions than there are
+    means it shares the group, and ingest re-keys through the hops."""
+    known: set[str] = set()
+
+    def observe_partitions() -> None:
+        owned: dict[str, int] = {}
+        for tp in app.assignor.assigned_actives():
+            owned[tp.topic] = owned.get(tp.topic, 0) + 1
+        # 0, not absent, for a subscribed topic of which this worker owns nothing (yet or
+        # any more): a second worker may get no partition of a topic at all.
+        known.update(name for channel in app.topics for name in channel.topics)
+        known.update(owned)
+        for topic in known:
+            metrics.PARTITIONS_ASSIGNED.labels(topic).set(owned.get(topic, 0))
+
+    @app.on_partitions_assigned.connect
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        observe_partitions()  # at once, not up to interval_s after a rebalance
+
+    @app.timer(interval_s)  # type: ignore[untyped-decorator]
+    async def observe_lag() -> None:
+        observe_partitions()
+        consumer = app.consumer
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in work:
+                continue
+            end = consumer.highwater(tp)
+            if end is None:  # not fetched from yet
+                continue
+            # Faust keeps no public view of what it committed.
+            committed = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(end - committed, 0)
+        for topic, value in lag.items():
+            metrics.CONSUMER_LAG.labels(topic).set(value)
+
+
+DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
+
+
+class Judge:
+    """Detection as the agents run it: the driver, its sweepers and the alerts topic."""
+
+    def __init__(self, driver: Driver, users: Sweeper, addresses: Sweeper, alerts: Any):
+        self.driver, self.users, self.addresses, self.alerts = driver, users, addresses, alerts
+
+    async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
+        for enqueued_ms, found in segments:
+            for alert in found:
+                metrics.ALERTS.labels(
+                    alert.tenant_id or "unknown", alert.rule, alert.severity
+                ).inc()
+                await outbox.add(
+                    await self.alerts.send(key=alert.id.encode(), value=alert_json(alert))
+                )
+            metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
+
+
+def _can_judge_directly(app: faust.App, settings: Settings) -> bool:
+    """This worker owns every signins partition, and what earlier takes re-keyed through
+    the hop topics has been judged and committed. Going direct before that would judge
+    newer sign-ins first: their addresses' windows would then move past the older failures
+    still in by-ip, which would come too late to count (a restart lost whole sprays so)."""
+    signins, hops = settings.topic("signins"), {settings.topic("signins"), settings.topic("by-ip")}
+    mine = [tp for tp in app.assignor.assigned_actives() if tp.topic in hops]
+    if len({tp.partition for tp in mine if tp.topic == signins}) != settings.partitions:
+        return False
+    consumer = app.consumer
+    for tp in mine:
+        end = consumer.highwater(tp)
+        committed = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+        if end is None or end > committed:
+            return False
+    return True
+
+
+def _ingest_agent(
+    app: faust.App,
+    settings: Settings,
+    raw: Any,
+    signins: Any,
+    dead_letter: DeadLetter,
+    direct: Judge | None,
+) -> None:
+    everything = frozenset(range(settings.partitions))
+
+    @app.agent(raw)
+    async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
+        outbox = Outbox()
+        # Many raw events per take: sends per second, not records, are what an agent pays.
+        # take_events acks a take's events only after this body finished with them.
+        takes = cast("faust.Stream[bytes]", stream).take_events(
+            settings.batch_events, settings.batch_wait_s
+        )
+        async for events in takes:
+            started = time.perf_counter()
+            arrived = [(event.value, _enqueued_ms(event.message)) for event in events]
+            # Checked per take: a worker joining the group ends the shortcut at once.
+            if direct is not None and _can_judge_directly(app, settings):
+                received = receive(arrived, settings.max_event_bytes)
+                rejected = received.rejected
+                metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
+                await _judge_directly(direct, outbox, received, events, everything, dead_letter)
+            else:
+                result = ingest(
+                    arrived, settings.partitions, settings.max_event_bytes, settings.max_batch_bytes
+                )
+                rejected = result.rejected
+                for batch in result.batches:
+                    future = await signins.send(value=batch.data, partition=batch.partition)
+                    await outbox.add(future, batch.records)
+                metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
+            for index, reject in rejected:
+                await outbox.add(await dead_letter(events[index].message, reject))
+
+
+async def _judge_directly(
+    judge: Judge,
+    outbox: Outbox,
+    received: Received,
+    events: Sequence[Any],
+    partitions: frozenset[int],
+    dead_letter: DeadLetter,
+) -> None:
+    """Both stages of detection on a take of raw events, without the re-key hops."""
+    started = time.perf_counter()
+    try:
+        result = judge.driver.segments(received.segments, direct=True)
+    except Exception as exc:  # a bug must cost one take, never the worker
+        judge.driver.discard()
+        log.error("detect failed on a take of %d raw events: %s", len(events), type(exc).__name__)
+        for index in received.sources:
+            message = events[index].message
+            await outbox.add(await dead_letter(message, processing_error(exc, events[index].value)))
+        return
+    await judge.send(outbox, result.alerts)
+    await outbox.drain()
+    judge.driver.flush()
+    judge.users.maybe_sweep(partitions, result.newest)
+    judge.addresses.maybe_sweep(partitions, result.newest)
+    metrics.observe_signins(result.enriched, result.risk_records)
+    metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
+
+
+class Sweeper:
+    """Drops idle keys from a stateful table, a partition at a time.
+
+    Touched keys expire as they are touched; this catches keys never seen again. It deletes
+    only keys of the partitions this worker processes (a table also holds standby copies of
+    other workers' partitions, which are theirs to sweep).
+    """
+
+    def __init__(self, state: KeyedState[RuleStates], engine: Engine, settings: Settings) -> None:
+        self.state, self._partitions = state, settings.partitions
+        self._retention_s = engine.retention_s
+        self._interval_s = settings.sweep_interval_s
+        self._last: dict[int, float] = {}
+
+    def maybe_sweep(self, partitions: frozenset[int], newest_event_s: float) -> None:
+        now = time.monotonic()
+        due = {p for p in partitions if now - self._last.get(p, now - 1e9) >= self._interval_s}
+        if not self._retention_s or not due:
+            return
+        self._last.update(dict.fromkeys(due, now))
+        mine = [k for k in self.state.stored_keys() if partition_for(k, self._partitions) in due]
+        dropped = expire(self.state, mine, newest_event_s - self._retention_s)
+        metrics.STATE_KEYS_EXPIRED.inc(dropped)
+
+
+def _detect_agent(
+    app: faust.App, judge: Judge, signins: Any, by_ip: Any, dead_letter: DeadLetter
+) -> None:
+    @app.agent(signins)
+    async def detect_agent(stream: faust.StreamT[bytes]) -> None:
+        outbox = Outbox()
+        async for event in stream.events():
+            started = time.perf_counter()
+            try:
+                result = judge.driver.segments(decode_batch(event.value))
+            except Exception as exc:  # a bug must cost one batch, never the worker
+                judge.driver.discard(addresses=False)
+                await (await dead_letter(event.message, processing_error(exc, event.value)))
+                continue
+            for partition, segments in result.by_ip.items():
+                data = encode_observations(segments)
+                await outbox.add(await by_ip.send(value=data, partition=partition))
+            await judge.send(outbox, result.alerts)
+            await outbox.drain()
+            judge.driver.flush(addresses=False)
+            judge.users.maybe_sweep(frozenset((event.message.partition,)), result.newest)
+            metrics.observe_signins(result.enriched, result.risk_records)
+            metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
+
+
+def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLetter) -> None:
+    """The IP-keyed rules (password spray) over observations re-keyed by source address."""
+
+    @app.agent(by_ip)
+    async def by_ip_agent(stream: faust.StreamT[bytes]) -> None:
+        outbox = Outbox()
+        async for event in stream.events():
+            started = time.perf_counter()
+            try:
+                batch = decode_observations(event.value)
+                found = judge.driver.by_ip(batch)
+            except Exception as exc:  # a bug must cost one batch, never the worker
+                judge.driver.discard(users=False)
+                await (await dead_letter(event.message, processing_error(exc, event.value)))
+                continue
+            await judge.send(outbox, found)
+            await outbox.drain()
+            judge.driver.flush(users=False)
+            newest = max((o.time for _, obs in batch for o in obs), default=0.0)
+            judge.addresses.maybe_sweep(frozenset((event.message.partition,)), newest)
+            metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
+
+
+def _dead_letter_failed(where: str, rejected: Rejected, exc: BaseException) -> None:
+    metrics.DEADLETTER_FAILURES.inc()
+    log.error(
+        "dead letter for %s not sent (%s): %s", where, type(exc).__name__, rejected.describe()
+    )
+
+
+async def _settled(sent: Awaitable[Any], where: str, rejected: Rejected) -> None:
+    """A dead letter's acknowledgement; its failure is reported, not raised."""
+    try:
+        await sent
+    except Exception as exc:
+        _dead_letter_failed(where, rejected, exc)
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def _enqueued_ms(message: Any) -> int:
+    return int((message.timestamp or time.time()) * 1000)
+
+
+def _where(message: Any) -> str:
+    return f"{message.topic}[{message.partition}]@{message.offset}"

@@ -1,0 +1,246 @@
+"""``signin-risk demo``: the whole pipeline on one machine with nothing installed.
+
+Starts the embedded broker, creates the topics, runs a real worker process, replays files
+into the raw topic and prints alerts as the worker produces them. It ends when the worker's
+committed offsets reach the end of the raw and signins topics (every alert is then on the
+alerts topic, because the worker commits only acknowledged outputs), and stops everything
+it started.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.runtime.broker import EmbeddedBroker
+from pipeline.runtime.procs import spawn, spawn_worker, terminate
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
+from pipeline.sources.replay import replay
+
+COLUMNS = (("time", 28), ("rule", 25), ("severity", 9), ("user", 28), ("client", 32), ("ip", 0))
+
+
+def embedded_settings(bootstrap: str, metrics_port: int) -> Settings:
+    """Short group timeouts: Tansu holds a join for about half the rebalance timeout; and
+    log ends confirmed by fetch, as Tansu's ListOffsets under-reports them."""
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        verify_log_end=True,
+        session_timeout_s=3,
+        rebalance_timeout_s=3,
+        heartbeat_interval_s=0.5,
+        metrics_port=metrics_port,
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _row(alert: dict[str, Any]) -> str:
+    client = alert.get("client", {})
+    values = {
+        "time": alert["time"],
+        "rule": alert["rule"],
+        "severity": alert["severity"],
+        "user": alert["user"],
+        "client": f"{client.get('name', '')} {client.get('version', '')}".strip(),
+        "ip": alert["ip"],
+    }
+    return " ".join(
+        str(values[name])[: width - 1].ljust(width) if width else str(values[name])
+        for name, width in COLUMNS
+    )
+
+
+def _header() -> str:
+    return " ".join(name.upper().ljust(width) if width else name.upper() for name, width in COLUMNS)
+
+
+def _drained(settings: Settings, group: KafkaConsumer) -> bool:
+    """Has the worker committed everything on the raw and signins topics?
+
+    ``group`` carries the worker's group id but never joins: it only reads committed offsets.
+    """
+    partitions = [
+        TopicPartition(settings.topic(name), p)
+        for name, count in (("raw", settings.raw_partitions), ("signins", settings.partitions))
+        for p in range(count)
+    ]
+    for tp, end in group.end_offsets(partitions).items():
+        if end and (group.committed(tp) or 0) < end:
+            return False
+    return True
+
+
+CEF_SINK = "demo-cef"
+DASHBOARD_HINT = (
+    "dashboard: with --follow, scrape 127.0.0.1:{port} from Prometheus and import "
+    "deploy/grafana/dashboards/signin-risk.json into Grafana (README, Deploy)"
+)
+
+
+def _with_cef_sink(policy_file: str | None, cef_out: str, tmp: str) -> str:
+    """The demo's policy plus a file sink writing RFC 5424 + CEF lines to ``cef_out``."""
+    data = yaml.safe_load(Path(policy_file).read_text()) if policy_file else None
+    data = data or {}
+    sink = {"type": "file", "path": str(Path(cef_out).resolve()), "format": "cef"}
+    data["sinks"] = (data.get("sinks") or {}) | {CEF_SINK: sink}
+    path = Path(tmp) / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def run_demo(
+    paths: Sequence[str],
+    policy_file: str | None,
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    metrics_port: int = 9464,
+    out: Any = sys.stdout,
+    cef_out: str | None = None,
+) -> int:
+    if not _port_free(metrics_port):
+        metrics_port = 0
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        settings = embedded_settings(broker.bootstrap, metrics_port)
+        create_topics(settings)
+        if cef_out:
+            Path(cef_out).unlink(missing_ok=True)
+            policy_file = _with_cef_sink(policy_file, cef_out, tmp)
+        if policy_file:
+            settings = settings.model_copy(update={"policy_file": str(Path(policy_file).resolve())})
+        log_path = Path(tmp) / "worker.log"
+        with log_path.open("wb") as log:
+            worker = spawn_worker(settings, log)
+            forwarder = None
+            if cef_out:  # the forwarder's metrics would take the worker's port: none
+                quiet = settings.model_copy(update={"metrics_port": 0})
+                forwarder = spawn(["forward", "--sink", CEF_SINK], quiet, log)
+        try:
+            code, messages = _watch(settings, paths, worker, log_path, alerts_out, follow, out)
+            if forwarder is not None and cef_out and code == 0:
+                code = _await_cef(forwarder, cef_out, messages, out)
+            return code
+        finally:
+            if forwarder is not None:
+                terminate(forwarder, 20, "forwarder")
+            terminate(worker, 20, "worker")
+
+
+def _await_cef(forwarder: subprocess.Popen[bytes], cef_out: str, messages: int, out: Any) -> int:
+    """Wait for the forwarder to write a line for every alert message on the topic."""
+    deadline = time.monotonic() + 30
+    while _lines(cef_out) < messages and time.monotonic() < deadline:
+        if forwarder.poll() is not None:
+            return 1
+        time.sleep(0.2)
+    print(f"{_lines(cef_out)} CEF line(s) (RFC 5424 syslog) in {cef_out}", file=out)
+    return 0 if _lines(cef_out) >= messages else 1
+
+
+def _watch(
+    settings: Settings,
+    paths: Sequence[str],
+    worker: subprocess.Popen[bytes],
+    log_path: Path,
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    out: Any,
+) -> tuple[int, int]:
+    """Print alerts until the input is drained; (exit status, alert messages seen)."""
+    started = time.monotonic()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **settings.kafka_client_config(),
+    )
+    alert_partitions = [
+        TopicPartition(settings.topic("alerts"), p) for p in range(settings.partitions)
+    ]
+    consumer.assign(alert_partitions)
+    consumer.seek_to_beginning()
+    group = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        **settings.kafka_client_config(),
+    )
+    try:
+        return _show(settings, paths, worker, alerts_out, follow, out, consumer, group, started)
+    finally:  # the embedded broker ignores SIGTERM while clients are connected
+        consumer.close()
+        group.close()
+
+
+def _show(
+    settings: Settings,
+    paths: Sequence[str],
+    worker: subprocess.Popen[bytes],
+    alerts_out: BinaryIO | None,
+    follow: bool,
+    out: Any,
+    consumer: KafkaConsumer,
+    group: KafkaConsumer,
+    started: float,
+) -> tuple[int, int]:
+    stats = replay(paths, settings, progress=False)
+    where = f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+    print(
+        f"replayed {stats.messages} event(s) from {len(paths)} file(s); "
+        f"worker pid {worker.pid}; metrics {where}",
+        file=out,
+    )
+    if settings.metrics_port:
+        print(DASHBOARD_HINT.format(port=settings.metrics_port), file=out)
+    print(_header(), file=out)
+    latest: dict[str, dict[str, Any]] = {}
+    seen = 0
+    quiet_since = time.monotonic()
+    while True:
+        if worker.poll() is not None:
+            return 1, seen
+        batch = consumer.poll(timeout_ms=200)
+        for messages in batch.values():
+            seen += len(messages)
+            for message in messages:
+                alert = orjson.loads(message.value)
+                latest[alert["id"]] = alert
+                if alerts_out is not None:
+                    alerts_out.write(message.value + b"\n")
+                print(_row(alert), file=out, flush=True)
+                quiet_since = time.monotonic()
+        if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
+            break
+    by_rule = Counter(a["rule"] for a in latest.values())
+    print(
+        f"\n{len(latest)} alert(s) in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{rule}={n}" for rule, n in sorted(by_rule.items())),
+        file=out,
+    )
+    return 0, seen
