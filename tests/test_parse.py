@@ -115,7 +115,7 @@ def test_a_bad_json_line_keeps_the_other_lines() -> None:
             "properties",
         ),
         (dumps({**signin(), "properties": "x"}), "bad-type", "properties"),
-        (dumps({"hello": "world"}), "missing-field", "category"),
+        (dumps({"hello": "world"}), "unrecognised-shape", ""),
     ],
 )
 def test_each_kind_of_bad_input_has_its_reason_and_field(
@@ -427,6 +427,7 @@ def test_every_field_lands_in_its_place() -> None:
 
 def test_input_shapes_are_the_modules_of_pipeline_shapes_in_order() -> None:
     assert [shape.read.__module__ for shape in SHAPES] == [
+        "pipeline.core.shapes.loganalytics",
         "pipeline.core.shapes.diagnostic",
         "pipeline.core.shapes.graph",
     ]

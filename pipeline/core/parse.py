@@ -1,6 +1,7 @@
-"""Bytes as delivered (Event Hubs events, files, Graph exports) to normalized records: the
-containers (an envelope, a Graph page, an array, JSON lines) and the JSON itself; the
-records inside are read by their input shape (``pipeline.core.shapes``).
+"""Bytes as delivered (Event Hubs events, files, Graph and Log Analytics exports) to
+normalized records: the containers (an envelope, a Graph page, a Logs query API result, an
+array, JSON lines, the Log Analytics portal's CSV) and the JSON itself; the records inside
+are read by their input shape (``pipeline.core.shapes``).
 
 This is the hot path of the whole product. Every event is decoded once with orjson and read
 leniently here. JSON with a repeated key is ambiguous (orjson keeps the last value, so
@@ -25,12 +26,15 @@ Reason codes (stable: dead-letter consumers and metrics use them):
 ``unsupported-category`` a category the pipeline does not handle (audit logs, ...)
 ``duplicate-key``        an object names a key twice (``field`` names it): the record, or
                          the whole event when it is the envelope
+``unrecognised-shape``   no input shape knows the record (CSV without a Log Analytics
+                         header, an object of no known API)
 ``too-deep``             nesting deeper than any sign-in has (orjson's limit, 1,024)
 ``processing-error``     a bug met on this input: the exception type, never re-raised
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +59,7 @@ REASONS = (
     "bad-value",
     "unsupported-category",
     "duplicate-key",
+    "unrecognised-shape",
     "too-deep",
     "processing-error",
 )
@@ -103,6 +108,9 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
     try:
         doc, repeats = decode(data, classify=False)  # why it failed is each line's to say
     except ParseError:
+        if _looks_like_csv(data):
+            _parse_csv(data, out)
+            return out
         for line_no, line in _lines(data):
             if len(line) > max_bytes:
                 err = ParseError("too-large", "", f"{len(line)} bytes > limit {max_bytes}")
@@ -112,6 +120,54 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
         return out
     _add_guarded(doc, out, 1, data, repeats)
     return out
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _looks_like_csv(data: bytes) -> bool:
+    """A first line that is no JSON and has commas: a header row."""
+    first = data.removeprefix(_BOM).lstrip()[:4096].split(b"\n", 1)[0]
+    return first[:1] not in (b"{", b"[", b"") and b"," in first
+
+
+CSV_HEADER_MARKS = frozenset({"TimeGenerated", "Type", "CreatedDateTime"})
+"""A Log Analytics CSV export's header has one of these (the time columns suffixed
+`` [UTC]``); a CSV without any is not a table export this can read."""
+
+
+def _parse_csv(data: bytes, out: Parsed) -> None:
+    """The Log Analytics portal's CSV export: a header row, one row per record, dynamic
+    cells as JSON text (quotes doubled), times as ``9/19/2023, 1:45:17.287 PM`` in columns
+    named ``TimeGenerated [UTC]``. Each row is read as the table row it is."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        out.rejected.append(_rejected(ParseError("invalid-utf8", "", f"byte {exc.start}"), data))
+        return
+    reader = csv.reader(text.splitlines(keepends=True), strict=False)
+    header = [name.removesuffix(" [UTC]").strip() for name in next(reader, [])]
+    known = not CSV_HEADER_MARKS.isdisjoint(header)
+    line_no = reader.line_num
+    for row in reader:
+        start, line_no = line_no + 1, reader.line_num
+        if not any(row):
+            continue
+        raw = ",".join(row).encode()
+        if not known:
+            err = ParseError(
+                "unrecognised-shape",
+                "",
+                "looks like CSV without a Log Analytics header (TimeGenerated [UTC], Type)",
+            )
+            out.rejected.append(_rejected(err, raw, start))
+            continue
+        try:
+            out.records.append(normalize(dict(zip(header, row, strict=False))))
+        except ParseError as err:
+            out.rejected.append(_rejected(err, raw, start))
+        except Exception as exc:  # a bug must cost this record only
+            out.rejected.append(processing_error(exc, raw))
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -224,18 +280,15 @@ def add_document(doc: Any, out: Parsed, line: int, raw: bytes, repeats: bool) ->
     ``raw`` is the document's bytes, dead-lettered as they came when the whole is rejected;
     ``repeats`` says the exact reader decoded it, so an object in it may repeat a key."""
     if isinstance(doc, dict):
-        items = doc.get("records")
-        if items is None:
-            items = doc.get("value") if "@odata.context" in doc else None
+        items = container_items(doc)
         if items is None:
             items = [doc]
         elif isinstance(doc, _Repeated):  # which of the repeated lists is the event's?
             err = ParseError("duplicate-key", doc.key, "the envelope names a key twice")
             out.rejected.append(_rejected(err, raw, line))
             return
-        elif not isinstance(items, list):
-            err = ParseError("bad-type", "records", "expected a list")
-            out.rejected.append(_rejected(err, raw, line))
+        elif isinstance(items, ParseError):
+            out.rejected.append(_rejected(items, raw, line))
             return
     elif isinstance(doc, list):
         items = doc
@@ -253,6 +306,35 @@ def add_document(doc: Any, out: Parsed, line: int, raw: bytes, repeats: bool) ->
             out.rejected.append(_rejected(err, _serialized(item, raw), line))
         except Exception as exc:  # a bug must cost this record only
             out.rejected.append(processing_error(exc, _serialized(item, raw), _record_id(item)))
+
+
+def container_items(doc: dict[str, Any]) -> list[Any] | ParseError | None:
+    """The records a container object holds, None when ``doc`` is a record itself: an Event
+    Hubs envelope's ``records``, a Graph page's ``value`` (``@odata.context`` or
+    ``@odata.nextLink`` beside it), or the rows of a Logs query API result (``tables``, each
+    with ``columns`` and ``rows``), as objects keyed by column name."""
+    items = doc.get("records")
+    if items is None and "value" in doc and ("@odata.context" in doc or "@odata.nextLink" in doc):
+        items = doc["value"]
+    if items is None and "tables" in doc:
+        return _query_rows(doc["tables"])
+    if items is None or isinstance(items, list):
+        return items
+    return ParseError("bad-type", "records", "expected a list")
+
+
+def _query_rows(tables: Any) -> list[Any] | ParseError:
+    rows: list[Any] = []
+    for table in tables if isinstance(tables, list) else [None]:
+        columns = table.get("columns") if isinstance(table, dict) else None
+        found = table.get("rows") if isinstance(table, dict) else None
+        if not isinstance(columns, list) or not isinstance(found, list):
+            return ParseError("bad-type", "tables", "expected tables with columns and rows")
+        names = [c.get("name") if isinstance(c, dict) else None for c in columns]
+        rows += (
+            dict(zip(names, row, strict=False)) if isinstance(row, list) else row for row in found
+        )
+    return rows
 
 
 def _record_id(rec: Any) -> str:

@@ -96,15 +96,29 @@ class From(NamedTuple):
     clean: Literal["text", "lower", "int"] = "text"
 
 
+class Column(NamedTuple):
+    """The Log Analytics (Sentinel) column a field's Graph property ``key`` is read from,
+    declared where the column is not simply ``key`` in PascalCase (``AppId`` is ``appId``,
+    ``IPAddress`` is not ``iPAddress``). ``key`` defaults to the field's ``From`` path.
+    These declarations are the whole column table of ``pipeline.core.shapes.loganalytics``:
+    a column declared here wins over one that only looks like the key.
+    """
+
+    name: str
+    key: str = ""
+
+
 class SignIn(NamedTuple):
     """One sign-in of any category, user or workload. Fields without ``From`` are read by
     code of their own in the parser (they need the envelope, the category or a shape).
     Fields read alike sit together: the parser fills each such run in one pass."""
 
     id: str
-    time: datetime
+    time: Annotated[datetime, Column("TimeGenerated", "time")]
+    """``createdDateTime``, else the envelope's ``time``: workload tables have only
+    ``TimeGenerated``."""
     category: Category
-    tenant_id: str
+    tenant_id: Annotated[str, Column("AADTenantId", "tenantId")]
     # Read as text.
     user_id: Annotated[str, From("userId")]
     upn: Annotated[str, From("userPrincipalName")]
@@ -114,7 +128,7 @@ class SignIn(NamedTuple):
     resource_name: Annotated[str, From("resourceDisplayName")]
     client_app_used: Annotated[str, From("clientAppUsed")]
     user_agent: Annotated[str, From("userAgent")]
-    ip: Annotated[str, From("ipAddress")]
+    ip: Annotated[str, From("ipAddress"), Column("IPAddress")]
     """Else the envelope's ``callerIpAddress``."""
     ca_status: Annotated[str, From("conditionalAccessStatus")]
     risk_state: Annotated[str, From("riskState")]
@@ -135,7 +149,7 @@ class SignIn(NamedTuple):
     sp_credential_key_id: Annotated[str, From("servicePrincipalCredentialKeyId")]
     # Read lower-cased.
     app_id: Annotated[str, From("appId", "lower")]
-    resource_id: Annotated[str, From("resourceId", "lower")]
+    resource_id: Annotated[str, From("resourceId", "lower"), Column("ResourceIdentity")]
     risk_during: Annotated[str, From("riskLevelDuringSignIn", "lower")]
     risk_aggregated: Annotated[str, From("riskLevelAggregated", "lower")]
     sp_id: Annotated[str, From("servicePrincipalId", "lower")]
@@ -148,14 +162,17 @@ class SignIn(NamedTuple):
     token_session_status: Annotated[str, From("tokenProtectionStatusDetails.signInSessionStatus")]
     """Token protection: ``bound``, ``unbound`` or ``unknown``."""
     # Read by code of their own.
-    location: Location
+    location: Annotated[Location, Column("LocationDetails", "location")]
     device: Device
     error_code: int
     failure_reason: str
-    ca_policies: tuple[PolicyResult, ...]
+    ca_policies: Annotated[
+        tuple[PolicyResult, ...],
+        Column("ConditionalAccessPolicies", "appliedConditionalAccessPolicies"),
+    ]
     """The Conditional Access policies that applied (enforced or report-only with an outcome);
     ``notApplied`` and ``notEnabled`` entries are dropped."""
-    risk_event_types: tuple[str, ...]
+    risk_event_types: Annotated[tuple[str, ...], Column("RiskEventTypes_V2", "riskEventTypes_v2")]
     interactive: bool
     auth_steps: tuple[AuthStep, ...]
 

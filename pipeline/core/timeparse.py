@@ -3,8 +3,8 @@
 Most values are ISO 8601 and take the C fast path (``datetime.fromisoformat``). The rest are
 seen in real exports: one-digit hours (``T9:59:27``), US-locale ``M/D/YYYY h:mm:ss AM/PM``
 and 24-hour ``MM/DD/YYYY HH:MM:SS`` (risk records, ADFS, some service principals), optionally
-with an offset. US-locale dates are month first, as the exporting service writes them.
-A value without a zone is UTC.
+with an offset, and the Log Analytics portal's CSV ``9/19/2023, 1:45:17.287 PM``. US-locale
+dates are month first, as the exporting service writes them. A value without a zone is UTC.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _ISO_LOOSE = re.compile(
     re.IGNORECASE,
 )
 _US = re.compile(
-    r"(\d{1,2})/(\d{1,2})/(\d{4})[T ](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(\d{1,2})/(\d{1,2})/(\d{4})(?:,\s*|[T ])(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?"
     r"(?:\s*([AP]M))?\s*(Z|[+-]\d{2}:?\d{2})?",
     re.IGNORECASE,
 )

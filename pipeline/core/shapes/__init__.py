@@ -41,7 +41,7 @@ def normalize(rec: Any) -> Record:
     for shape in SHAPES:
         if shape.claims(rec):
             return shape.read(rec)
-    raise ParseError("missing-field", "category", "no input shape claims the record")
+    raise ParseError("unrecognised-shape", "", "no input shape claims the record")
 
 
 __all__ = ["SHAPES", "ParseError", "Shape", "normalize"]

@@ -40,4 +40,4 @@ def read(rec: dict[str, Any]) -> Record:
     return signin(rec, props, category, "properties.")
 
 
-SHAPE = Shape(0, claims, read)
+SHAPE = Shape(1, claims, read)

@@ -31,7 +31,12 @@ def read(rec: dict[str, Any]) -> Record:
     if "riskLastUpdatedDateTime" in rec:
         return risk_event({}, rec, Category.RISKY_USERS, "")
     if "createdDateTime" not in rec:
-        raise ParseError("missing-field", "category", "neither a diagnostic record nor Graph")
+        raise ParseError(
+            "unrecognised-shape",
+            "",
+            "neither a diagnostic record (category, properties), a Log Analytics row "
+            "(TimeGenerated, Type) nor a Graph object (createdDateTime, riskEventType, ...)",
+        )
     category = Category.SIGNIN
     event_types = rec.get("signInEventTypes")
     if isinstance(event_types, list) and event_types:
@@ -39,4 +44,4 @@ def read(rec: dict[str, Any]) -> Record:
     return signin({}, rec, category, "")
 
 
-SHAPE = Shape(1, claims, read)
+SHAPE = Shape(2, claims, read)
