@@ -7,7 +7,7 @@ import gc
 import importlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +51,103 @@ def cmd_scan(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{args.rejects}: cannot write rejects: {exc.strerror}")
     try:
+        incidents = open_private(args.incidents, mode) if args.incidents else None
+    except OSError as exc:
+        return _fail(f"{args.incidents}: cannot write incidents: {exc.strerror}")
+    try:
         stats = scan(
-            _read_inputs(args.paths), policy, sys.stdout.buffer, rejects, args.max_event_bytes
+            _read_inputs(args.paths),
+            policy,
+            sys.stdout.buffer,
+            rejects,
+            args.max_event_bytes,
+            incidents,
         )
     except OSError as exc:
         return _fail(f"{exc.filename}: {exc.strerror}")
     finally:
-        if rejects is not None:
-            rejects.close()
+        for opened in (rejects, incidents):
+            if opened is not None:
+                opened.close()
     sys.stdout.flush()
     print(stats.summary(), file=sys.stderr)
+    return 0
+
+
+def _masker(kinds: str | None) -> Callable[[dict[str, Any]], dict[str, Any]] | str:
+    """What ``--pseudonymize user,ip`` asks for (sinks' ``pseudonymize``, under the same
+    SIGNIN_RISK_PSEUDONYM_KEY), or why it cannot be done."""
+    from pipeline.alerts.privacy import restrict
+
+    chosen = tuple(k for k in (kinds or "").split(",") if k)
+    if any(k not in ("user", "ip") for k in chosen):
+        return f"--pseudonymize takes user, ip or user,ip, not {kinds!r}"
+    key = _settings().pseudonym_key.get_secret_value().encode()
+    if chosen and not key:
+        return "--pseudonymize needs SIGNIN_RISK_PSEUDONYM_KEY (a secret) to be set"
+    return lambda row: restrict(row, None, chosen, key) if chosen else row  # type: ignore[arg-type]
+
+
+def _policy_and_paths(args: argparse.Namespace) -> Any:
+    """The policy, or the one-line failure for it or for a missing input."""
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        return str(exc)
+    for path in args.paths:
+        if path != "-" and not Path(path).is_file():
+            return f"{path}: no such file"
+    return policy
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    import orjson
+
+    from pipeline.core.inventory import FIELDS, Inventory
+    from pipeline.core.scan import ScanStats, detect
+
+    policy = _policy_and_paths(args)
+    if isinstance(policy, str):
+        return _fail(policy)
+    mask = _masker(args.pseudonymize)
+    if isinstance(mask, str):
+        return _fail(mask)
+    book = Inventory(policy)
+    try:
+        for result in detect(_read_inputs(args.paths), policy, ScanStats()):
+            for enriched in result.enriched:
+                book.add(enriched)
+    except OSError as exc:
+        return _fail(f"{exc.filename}: {exc.strerror}")
+    rows = [mask(row) for row in book.rows(args.non_compliant)]
+    text = io.StringIO()
+    if args.format == "json":
+        text.writelines(orjson.dumps(row).decode() + "\n" for row in rows)
+    elif args.format == "csv":
+        writer = csv.DictWriter(text, FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        shown = ("user", "name", "platform", "version", "last_seen", "count", "last_ca_result")
+        table = [[*shown, "issue"]]
+        table += [[str(r[c]) for c in shown] + [r["issue"] or "ok"] for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        text.writelines(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+            for row in table
+        )
+    data = text.getvalue().encode()
+    if args.output:
+        try:
+            with open_private(args.output, _settings().file_mode_bits) as out:
+                out.write(data)
+        except OSError as exc:
+            return _fail(f"{args.output}: cannot write: {exc.strerror}")
+    else:
+        sys.stdout.buffer.write(data)
     return 0
 
 
@@ -294,12 +381,37 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--policy", help="policy YAML (default: built-in defaults)")
     scan.add_argument("--rejects", metavar="FILE", help="write rejected records as JSON lines")
     scan.add_argument(
+        "--incidents",
+        metavar="FILE",
+        help="group alerts into incidents per user or source address: each alert gets its "
+        "incident_id, and the incidents go to FILE as JSON lines",
+    )
+    scan.add_argument(
         "--max-event-bytes",
         type=int,
         default=DEFAULT_MAX_EVENT_BYTES,
         help="reject a JSON line (one delivery) larger than this",
     )
     scan.set_defaults(func=cmd_scan)
+
+    inventory = sub.add_parser(
+        "inventory", help="every mail client per user, and whether it complies with the policy"
+    )
+    inventory.add_argument(
+        "paths", nargs="*", default=[str(SAMPLE)], metavar="PATH", help="as for scan"
+    )
+    inventory.add_argument("--policy", help="policy YAML (default: built-in defaults)")
+    inventory.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    inventory.add_argument(
+        "--non-compliant", action="store_true", help="only clients the policy does not allow"
+    )
+    inventory.add_argument(
+        "--pseudonymize",
+        metavar="user,ip",
+        help="replace users (and/or addresses) by keyed pseudonyms, as sinks do",
+    )
+    inventory.add_argument("-o", "--output", metavar="FILE", help="write here (0600), not stdout")
+    inventory.set_defaults(func=cmd_inventory)
 
     check = sub.add_parser("check-config", help="validate a policy and print it in effect")
     check.add_argument("file", nargs="?", help="policy YAML (default: built-in defaults)")

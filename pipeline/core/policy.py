@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from pipeline.core.clientapp import EXCHANGE_ONLINE_RESOURCE_ID, OUTLOOK_MOBILE_APP_ID
+from pipeline.core.incidents import IncidentPolicy
 from pipeline.core.rules import REGISTRY, RuleSettings
 from pipeline.sinks import Sinks
 
@@ -136,6 +137,8 @@ class Policy(_Model):
     outlook_minimum: OutlookMinimum = OutlookMinimum()
     allowlist: Allowlist = Allowlist()
     rules: _RuleSettingsById = Field(default_factory=_RuleSettingsById)
+    incidents: IncidentPolicy = IncidentPolicy()
+    """How alerts group into incidents per user or source address (``pipeline.core.incidents``)."""
     sinks: Sinks = Field(default_factory=dict)
     """Where ``signin-risk forward --sink NAME`` delivers alerts, keyed by NAME."""
 

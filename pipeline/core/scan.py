@@ -11,15 +11,18 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from typing import BinaryIO
 
+import orjson
+
 from pipeline.core.codec import RULE_STATES, USER_RISK
 from pipeline.core.detect import Engine, alert_json
-from pipeline.core.driver import Driver
+from pipeline.core.driver import Detected, Driver
+from pipeline.core.incidents import Tracker
 from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.core.policy import Policy
 from pipeline.core.records import Alert, Record, RiskEvent, SignIn
@@ -112,58 +115,79 @@ def scan(
     out: BinaryIO,
     rejects: BinaryIO | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    incidents: BinaryIO | None = None,
 ) -> ScanStats:
     """Detect over ``inputs`` (name, content) and write one alert JSON per line to ``out``:
-    the last version of each alert, in the order the alerts were first raised."""
-    with _cyclic_gc_paused():
-        return _scan(inputs, policy, out, rejects, max_bytes)
-
-
-def _scan(
-    inputs: Iterable[tuple[str, bytes]],
-    policy: Policy,
-    out: BinaryIO,
-    rejects: BinaryIO | None,
-    max_bytes: int,
-) -> ScanStats:
+    the last version of each alert, in the order the alerts were first raised. With
+    ``incidents``, each alert carries its ``incident_id`` and the last version of each
+    incident is written there, one per line."""
     stats = ScanStats()
-    started = time.perf_counter()
-    records: list[Record] = []
-    for source, data in inputs:
-        parsed = parse_file(data, max_bytes)
-        records.extend(parsed.records)
-        for rejected in parsed.rejected:
-            stats.rejected[rejected.reason] += 1
-            if rejects is not None:
-                rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
-    records = _in_event_time(records)
-
-    states = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
-    driver = Driver(Engine(policy), KeyedState(USER_RISK), *states, partitions=1)
-    seen_signins: set[str] = set()
     found: dict[str, Alert] = {}
     """Alert id -> its last version; an incident's alert is updated while it continues."""
-    stats.categories.update(map(attrgetter("category"), records))
-    # A repeated sign-in id is counted, not dropped: the worker cannot drop it (two records of
-    # one id may sit in two partitions), and need not: a redelivered record gives the same
-    # alert ids and the stateful windows admit a (time, id) once.
-    for record in records:
-        if isinstance(record, SignIn):
-            if record.id in seen_signins:
-                stats.duplicate_signins += 1
-            seen_signins.add(record.id)
-    for start in range(0, len(records), _CHUNK):
-        result = driver.segments([(0, records[start : start + _CHUNK])], direct=True)
-        driver.flush()
-        stats.outlook_version_unknown += sum(
-            e.client.family == "outlook-mobile" and not e.client.version for e in result.enriched
-        )
+    tracker = Tracker(policy.incidents) if incidents is not None else None
+    incident_of: dict[str, str] = {}
+    for result in detect(inputs, policy, stats, rejects, max_bytes):
         for _, alerts in result.alerts:
             for alert in alerts:
                 found[alert.id] = alert
+                if tracker is not None:
+                    incident_of[alert.id] = tracker.add(asdict(alert))
     for alert in found.values():
         stats.alerts[alert.rule] += 1
-        out.write(alert_json(alert) + b"\n")
-    stats.records = len(records) + sum(stats.rejected.values())
-    stats.seconds = time.perf_counter() - started
+        if tracker is None:
+            out.write(alert_json(alert) + b"\n")
+        else:
+            out.write(orjson.dumps(asdict(alert) | {"incident_id": incident_of[alert.id]}) + b"\n")
+    if tracker is not None and incidents is not None:
+        for incident in tracker.incidents.values():
+            incidents.write(orjson.dumps(incident) + b"\n")
     return stats
+
+
+def detect(
+    inputs: Iterable[tuple[str, bytes]],
+    policy: Policy,
+    stats: ScanStats,
+    rejects: BinaryIO | None = None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Detected]:
+    """What the driver makes of ``inputs``, one chunk of records at a time, in event time:
+    ``scan`` keeps the alerts, ``report`` and ``inventory`` more. ``stats`` is filled in as
+    it goes; ``progress`` is told (records done, records in all) after each chunk."""
+    with _cyclic_gc_paused():
+        started = time.perf_counter()
+        records: list[Record] = []
+        for source, data in inputs:
+            parsed = parse_file(data, max_bytes)
+            records.extend(parsed.records)
+            for rejected in parsed.rejected:
+                stats.rejected[rejected.reason] += 1
+                if rejects is not None:
+                    rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
+        records = _in_event_time(records)
+
+        states = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+        driver = Driver(Engine(policy), KeyedState(USER_RISK), *states, partitions=1)
+        seen_signins: set[str] = set()
+        stats.categories.update(map(attrgetter("category"), records))
+        # A repeated sign-in id is counted, not dropped: the worker cannot drop it (two records
+        # of one id may sit in two partitions), and need not: a redelivered record gives the
+        # same alert ids and the stateful windows admit a (time, id) once.
+        for record in records:
+            if isinstance(record, SignIn):
+                if record.id in seen_signins:
+                    stats.duplicate_signins += 1
+                seen_signins.add(record.id)
+        for start in range(0, len(records), _CHUNK):
+            result = driver.segments([(0, records[start : start + _CHUNK])], direct=True)
+            driver.flush()
+            stats.outlook_version_unknown += sum(
+                e.client.family == "outlook-mobile" and not e.client.version
+                for e in result.enriched
+            )
+            yield result
+            if progress is not None:
+                progress(min(start + _CHUNK, len(records)), len(records))
+        stats.records = len(records) + sum(stats.rejected.values())
+        stats.seconds = time.perf_counter() - started
