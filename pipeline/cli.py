@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import io
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import orjson
 import yaml
 
+from pipeline.alerts.render import SCAN_FORMATS, ScanFormat
+from pipeline.alerts.table import colour_wanted
 from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.core.policy import PolicyError, load_policy
 from pipeline.runtime.files import open_private
 from pipeline.runtime.procs import Interrupted, interrupt_on_signals
 from pipeline.runtime.settings import STAGES, Settings
+from pipeline.sources.inputs import STDIN, STDIN_HINT, InputError, expand, read_inputs
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
 
@@ -27,12 +32,21 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-    for path in paths:
-        if path == "-":
-            yield "<stdin>", sys.stdin.buffer.read()
-        else:
-            yield path, Path(path).read_bytes()
+def _read_inputs(paths: Sequence[str], command: str = "scan") -> Iterator[tuple[str, bytes]]:
+    """Every input's content: directories expanded, gzip decompressed (``InputError``, an
+    ``OSError``, when one cannot be read); on a terminal, stdin says it waits for input."""
+    if STDIN in paths and sys.stdin.isatty():
+        print(STDIN_HINT.format(command=command), file=sys.stderr)
+    yield from read_inputs(expand(paths))
+
+
+def _missing_input(paths: Sequence[str]) -> str | None:
+    """The one-line failure for a path that names no readable input, else None."""
+    try:
+        expand(paths)
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -42,14 +56,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         return _fail(str(exc))
-    for path in args.paths:
-        if path != "-" and not Path(path).is_file():
-            return _fail(f"{path}: no such file")
+    if missing := _missing_input(args.paths):
+        return _fail(missing)
     mode = _settings().file_mode_bits
     try:
         rejects = open_private(args.rejects, mode) if args.rejects else None
+        output = open_private(args.output, mode) if args.output else None
     except OSError as exc:
-        return _fail(f"{args.rejects}: cannot write rejects: {exc.strerror}")
+        return _fail(f"{exc.filename}: cannot write: {exc.strerror}")
+    found = io.BytesIO()
     try:
         incidents = open_private(args.incidents, mode) if args.incidents else None
     except OSError as exc:
@@ -58,7 +73,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         stats = scan(
             _read_inputs(args.paths),
             policy,
-            sys.stdout.buffer,
+            found,
             rejects,
             args.max_event_bytes,
             incidents,
@@ -69,9 +84,27 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for opened in (rejects, incidents):
             if opened is not None:
                 opened.close()
-    sys.stdout.flush()
+    _write_alerts(found.getvalue(), args.format, output)
     print(stats.summary(), file=sys.stderr)
     return 0
+
+
+def _write_alerts(found: bytes, fmt: ScanFormat, output: BinaryIO | None) -> None:
+    """Scan's alerts (JSON lines) in ``fmt``, to ``output`` (closed after) or stdout."""
+    from pipeline.alerts import render
+
+    out = output or sys.stdout.buffer
+    try:
+        if fmt == "json":
+            out.write(found)
+        else:
+            alerts = [orjson.loads(raw) for raw in found.splitlines()]
+            render.write(alerts, fmt, out, colour=output is None and colour_wanted(sys.stdout))
+    finally:
+        if output is not None:
+            output.close()
+        else:
+            sys.stdout.flush()
 
 
 def _masker(kinds: str | None) -> Callable[[dict[str, Any]], dict[str, Any]] | str:
@@ -94,10 +127,7 @@ def _policy_and_paths(args: argparse.Namespace) -> Any:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         return str(exc)
-    for path in args.paths:
-        if path != "-" and not Path(path).is_file():
-            return f"{path}: no such file"
-    return policy
+    return _missing_input(args.paths) or policy
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -376,10 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[str(SAMPLE)],
         metavar="PATH",
-        help="files or '-' for stdin (default: the bundled sample)",
+        help="files, directories (every file below) or '-' for stdin; gzip is read as such "
+        "(default: the bundled sample)",
     )
     scan.add_argument("--policy", help="policy YAML (default: built-in defaults)")
     scan.add_argument("--rejects", metavar="FILE", help="write rejected records as JSON lines")
+    scan.add_argument(
+        "--format",
+        choices=SCAN_FORMATS,
+        default="json",
+        help="alerts as the alerts topic carries them (json), as the forwarder's sinks send "
+        "them (ocsf, ecs, cef: the file sink's RFC 5424 line) or as the demo's table",
+    )
+    scan.add_argument("--output", metavar="FILE", help="write alerts here (default: stdout)")
     scan.add_argument(
         "--incidents",
         metavar="FILE",
