@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint peers test demo bench sample clean
+.PHONY: install lint peers test demo bench sample report-screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/mypy pipeline tools
 
 # Real peers the tests run, from Debian: installed when missing and root, else named.
-DEBIAN_PEERS := rsyslog rsyslog-openssl prometheus
+DEBIAN_PEERS := rsyslog rsyslog-openssl prometheus chromium chromium-driver
 
 peers:
 	@missing=""; for pkg in $(DEBIAN_PEERS); do \
@@ -49,6 +49,11 @@ bench: $(STAMP)
 # Regenerate the bundled demo sample from the generator (tests check they agree).
 sample: $(STAMP)
 	$(BIN)/python -m tools.synth pipeline/data/sample-signins.ndjson
+
+# The README's picture of the HTML report over the bundled sample, taken by chromium.
+report-screenshot: $(STAMP) peers
+	$(BIN)/signin-risk report -o $(VENV)/sample-report.html
+	$(BIN)/python -m tools.browser $(VENV)/sample-report.html docs/report.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

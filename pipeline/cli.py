@@ -121,13 +121,15 @@ def _masker(kinds: str | None) -> Callable[[dict[str, Any]], dict[str, Any]] | s
     return lambda row: restrict(row, None, chosen, key) if chosen else row  # type: ignore[arg-type]
 
 
-def _policy_and_paths(args: argparse.Namespace) -> Any:
-    """The policy, or the one-line failure for it or for a missing input."""
+def _offline(args: argparse.Namespace) -> Any:
+    """(policy, pseudonymiser) of ``inventory`` and ``report``, or the one-line failure for
+    the policy, a missing input or ``--pseudonymize``."""
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         return str(exc)
-    return _missing_input(args.paths) or policy
+    mask = _missing_input(args.paths) or _masker(args.pseudonymize)
+    return mask if isinstance(mask, str) else (policy, mask)
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -139,12 +141,10 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from pipeline.core.inventory import FIELDS, Inventory
     from pipeline.core.scan import ScanStats, detect
 
-    policy = _policy_and_paths(args)
-    if isinstance(policy, str):
-        return _fail(policy)
-    mask = _masker(args.pseudonymize)
-    if isinstance(mask, str):
-        return _fail(mask)
+    chosen = _offline(args)
+    if isinstance(chosen, str):
+        return _fail(chosen)
+    policy, mask = chosen
     book = Inventory(policy)
     try:
         for result in detect(_read_inputs(args.paths), policy, ScanStats()):
@@ -178,6 +178,47 @@ def cmd_inventory(args: argparse.Namespace) -> int:
             return _fail(f"{args.output}: cannot write: {exc.strerror}")
     else:
         sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.alerts.report import collect, render
+
+    chosen = _offline(args)
+    if isinstance(chosen, str):
+        return _fail(chosen)
+    policy, mask = chosen
+    try:
+        out = open_private(args.output, _settings().file_mode_bits)
+    except OSError as exc:
+        return _fail(f"{args.output}: cannot write: {exc.strerror}")
+    # tqdm draws only on a terminal (disable=None), on stderr.
+    with out, tqdm(desc="reading", unit=" file", disable=None, leave=False) as bar:
+
+        def reading() -> Iterator[tuple[str, bytes]]:
+            for name, data in _read_inputs(args.paths, "report"):
+                bar.update(1)
+                yield name, data
+
+        def judged(done: int, total: int) -> None:
+            bar.set_description("judging")
+            bar.unit = " record"
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            tally = collect(reading(), policy, mask, args.max_event_bytes, judged)
+        except OSError as exc:
+            return _fail(f"{exc.filename}: {exc.strerror}")
+        out.write(render(tally).encode())
+    print(
+        f"report: {args.output} ({tally.signins} sign-in(s), {len(tally.alerts)} alert(s), "
+        f"{len(tally.incidents.incidents)} incident(s))",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -451,6 +492,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inventory.add_argument("-o", "--output", metavar="FILE", help="write here (0600), not stdout")
     inventory.set_defaults(func=cmd_inventory)
+
+    report = sub.add_parser("report", help="one self-contained HTML report of charts, offline")
+    report.add_argument(
+        "paths", nargs="*", default=[str(SAMPLE)], metavar="PATH", help="as for scan"
+    )
+    report.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file (0600)")
+    report.add_argument("--policy", help="policy YAML (default: built-in defaults)")
+    report.add_argument(
+        "--pseudonymize",
+        metavar="user,ip",
+        help="replace users (and/or addresses) by keyed pseudonyms, as sinks do",
+    )
+    report.add_argument(
+        "--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES, help="as for scan"
+    )
+    report.set_defaults(func=cmd_report)
 
     check = sub.add_parser("check-config", help="validate a policy and print it in effect")
     check.add_argument("file", nargs="?", help="policy YAML (default: built-in defaults)")
