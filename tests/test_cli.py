@@ -38,6 +38,9 @@ ALERT_FIELDS = {
     "signin_ids",
     "mitre",
     "evidence",
+    "next_steps",
+    "links",
+    "schema_version",
 }
 
 
@@ -83,7 +86,7 @@ def test_scan_of_the_bundled_sample(sample_scan: subprocess.CompletedProcess[byt
     assert len(ids) == len(set(ids)), "alert ids are unique"
 
     summary = sample_scan.stderr.decode()
-    assert "records read: 425 " in summary
+    assert "records read: 432 " in summary
     assert "rejected: none" in summary
     counts = Counter(a["rule"] for a in alerts)
     assert "alerts: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) in summary
@@ -100,7 +103,8 @@ def test_sample_alerts_tell_the_readme_story(
         "gmail_eas": {"unapproved-mobile-client", "legacy-auth"},
         "samsung_eas": {"unapproved-mobile-client", "legacy-auth"},
         "legacy_imap": {"legacy-auth"},
-        "legacy_smtp": {"legacy-auth"},
+        # SMTP AUTH through Exchange's basic-auth proxy is an ROPC grant (BAV2ROPC)
+        "legacy_smtp": {"legacy-auth", "ropc-signin"},
         "outdated_outlook_ios": {"outdated-outlook-mobile"},
         "outdated_outlook_android": {"outdated-outlook-mobile"},
         # Identity Protection also exported their detections / state changes
@@ -111,6 +115,10 @@ def test_sample_alerts_tell_the_readme_story(
         "brute_force": {"brute-force"},
         "mfa_fatigue": {"mfa-fatigue"},
         "impossible_travel": {"impossible-travel"},
+        "device_code": {"device-code-phishing"},
+        "ropc_script": {"ropc-signin"},
+        "mfa_fraud": {"mfa-fraud-report"},
+        "attack_tool": {"attack-tool"},
     }
     for incident, rules in expected.items():
         assert rules_by_user.get(INCIDENTS[incident]) == rules, incident
@@ -136,14 +144,14 @@ def test_same_file_twice_gives_the_same_alerts(
     ids = [a["id"] for a in alerts_of(twice)]
     assert len(ids) == len(set(ids))
     assert set(ids) == {a["id"] for a in alerts_of(sample_scan)}
-    assert "duplicate sign-ins (same id delivered again): 420" in twice.stderr.decode()
+    assert "duplicate sign-ins (same id delivered again): 427" in twice.stderr.decode()
 
 
 def test_scan_reads_stdin(sample_scan: subprocess.CompletedProcess[bytes]) -> None:
     piped = run("scan", "-", stdin=SAMPLE.read_bytes())
     assert piped.returncode == 0
     assert {a["id"] for a in alerts_of(piped)} == {a["id"] for a in alerts_of(sample_scan)}
-    assert "records read: 425 " in piped.stderr.decode()
+    assert "records read: 432 " in piped.stderr.decode()
 
 
 def test_rejects_file_and_good_records_beside_bad_ones(tmp_path: Path) -> None:

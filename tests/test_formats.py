@@ -133,8 +133,13 @@ def test_cef_reads_back_as_the_alert() -> None:
         assert int(ext["cn1"]) == evidence.get("signin_count", len(alert["signin_ids"]))
         if alert["client"]["name"]:
             assert ext["cs3"].startswith(alert["client"]["name"])
+        assert ext["request"] == alert["links"]["signin"]
+        assert ext.get("flexString2", "") == alert["links"].get("user_page", "")
+        assert ext["flexString1"].split(" | ") == alert["next_steps"]
+        assert ext["cn2"] == alert["schema_version"]
         labels = {"cs1": "mitreTechniques", "cs2": "tenantId", "cs3": "clientApp"}
         labels |= {"cs4": "riskLevel", "cs5": "sourceLocation", "cn1": "signinCount"}
+        labels |= {"cn2": "schemaVersion", "flexString1": "nextSteps", "flexString2": "userPage"}
         for key, label in labels.items():
             assert ext.get(f"{key}Label") == (label if key in ext else None), (key, text)
 

@@ -55,7 +55,7 @@ DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "signin-risk.yaml"
 SAMPLE = REPO / "pipeline" / "data" / "sample-signins.ndjson"
 SAMPLE_TENANT = "5e1f0c2a-7d43-4b8e-a9f6-2c81d4e7b093"
-SAMPLE_SIGNINS = 420
+SAMPLE_SIGNINS = 427
 SINK = "soc-syslog"
 JOBS = ("signin-risk-worker", "signin-risk-bridge", "signin-risk-forwarder")
 

@@ -9,13 +9,13 @@ import re
 from dataclasses import replace
 
 import pytest
-from builders import scenario_records, signin
+from builders import USER_ID, scenario_records, signin
 
 from pipeline.core.codec import RULE_STATES, USER_RISK
 from pipeline.core.detect import Engine
 from pipeline.core.parse import normalize
-from pipeline.core.policy import policy_from_data
-from pipeline.core.records import SEVERITIES, Alert, RiskEvent, SignIn
+from pipeline.core.policy import PolicyError, policy_from_data
+from pipeline.core.records import ALERT_SCHEMA_VERSION, SEVERITIES, Alert, RiskEvent, SignIn
 from pipeline.core.risk import update
 from pipeline.core.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
 from pipeline.core.rules.windows import Scenario
@@ -77,6 +77,10 @@ def test_rules_are_registered_under_their_fixed_ids() -> None:
         "mfa-fatigue",
         "impossible-travel",
         "risk-detection",
+        "device-code-phishing",
+        "ropc-signin",
+        "mfa-fraud-report",
+        "attack-tool",
     }
 
 
@@ -143,6 +147,10 @@ def test_rule_case(rule: Rule, case: Case) -> None:
         assert alert.severity in SEVERITIES
         assert alert.signin_ids == (signin()["properties"]["id"],)
         assert alert.time == "2026-01-15T10:00:00.123456Z"
+        assert alert.next_steps == rule.next_steps
+        assert alert.links["signin"].endswith("/auditLogs/signIns/" + alert.signin_ids[0])
+        assert alert.links["user_page"].endswith("/userId/" + USER_ID)
+        assert alert.schema_version == ALERT_SCHEMA_VERSION
 
 
 def test_severity_override_and_disable_from_policy() -> None:
@@ -183,3 +191,93 @@ def test_allowlists_silence_every_rule(allow: dict[str, object]) -> None:
     assert isinstance(target, SignIn)
     assert len(Engine(policy_from_data({})).evaluate(target, None)[1]) == 2
     assert Engine(policy_from_data({"allowlist": allow})).evaluate(target, None)[1] == []
+
+
+def test_every_rule_tells_the_analyst_what_to_do() -> None:
+    for rule in REGISTRY.values():
+        assert len(rule.next_steps) >= 2 and all(step[-1] in ".?" for step in rule.next_steps)
+
+
+def _judge(engine: Engine, patches: list[dict[str, object]], **envelope: str) -> list[Alert]:
+    """Sign-ins of one user in order through ``engine``, state kept between them."""
+    book = KeyedState(USER_RISK)
+    users, addresses = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+    out: list[Alert] = []
+    for patch in patches:
+        judged = engine.process(normalize(signin(patch, envelope)), book, users)
+        out += judged.alerts
+        if judged.by_ip is not None:
+            out += engine.process_by_ip(judged.by_ip, addresses)
+    return out
+
+
+def test_a_device_code_sign_in_and_its_refreshes_are_one_incident() -> None:
+    engine = Engine(policy_from_data({}), rules=[REGISTRY["device-code-phishing"]])
+    first = {
+        "authenticationProtocol": "deviceCode",
+        "appId": "d3590ed6-52b3-4102-aeff-aad2292ab01c",
+        "resourceId": "00000003-0000-0ff1-ce00-000000000000",
+    }
+    refreshes = [
+        {
+            "id": f"refresh-{i}",
+            "createdDateTime": f"2026-01-15T10:{5 + i * 5:02d}:00Z",
+            "authenticationProtocol": "none",
+            "originalTransferMethod": "deviceCodeFlow",
+            "resourceId": "00000002-0000-0ff1-ce00-000000000000",
+        }
+        for i in range(4)
+    ]
+    versions = _judge(engine, [first, *refreshes])
+    assert len({a.id for a in versions}) == 1
+    # medium for the sign-in, high once a refresh reaches Exchange; re-sent as it grows
+    assert [a.severity for a in versions] == ["medium", "high", "high"]
+    assert versions[-1].evidence["signin_count"] == 4
+    assert versions[-1].signin_ids[0] == signin()["properties"]["id"]
+
+
+def test_a_device_code_incident_closes_after_the_suppression() -> None:
+    engine = Engine(policy_from_data({}), rules=[REGISTRY["device-code-phishing"]])
+    code = {"authenticationProtocol": "deviceCode", "appId": "d3590ed6-52b3-4102-aeff-aad2292ab01c"}
+    later = {**code, "id": "later", "createdDateTime": "2026-01-15T12:00:00Z"}
+    assert len({a.id for a in _judge(engine, [code, later])}) == 2
+
+
+def test_exceptions_hold_for_stateful_and_ip_keyed_rules() -> None:
+    spray = [
+        {
+            "id": f"spray-{i}",
+            "userId": f"00000000-0000-4000-8000-{i:012d}",
+            "userPrincipalName": f"user{i}@contoso.com",
+            "ipAddress": "203.0.113.66",
+            "createdDateTime": f"2026-01-15T10:{i:02d}:00Z",
+            "status": {"errorCode": 50126},
+        }
+        for i in range(12)
+    ]
+    rule = REGISTRY["password-spray"]
+    assert _judge(Engine(policy_from_data({}), rules=[rule]), spray)
+    for exceptions in (
+        {"ips": ["203.0.113.0/24"]},
+        {"apps": [signin()["properties"]["appId"]]},  # applied as the sign-in is handed on
+        {"users": ["user3@contoso.com"]},  # one of 12 excepted: 11 users still fail
+    ):
+        policy = policy_from_data({"rules": {"password-spray": {"exceptions": exceptions}}})
+        alerts = _judge(Engine(policy, rules=[rule]), spray)
+        if "users" in exceptions:
+            assert "user3@contoso.com" not in alerts[-1].evidence["users"]  # type: ignore[operator]
+        else:
+            assert alerts == [], exceptions
+
+
+@pytest.mark.parametrize(
+    ("exceptions", "message"),
+    [
+        ({"apps": ["Azure CLI"]}, "not an application id"),
+        ({"ips": ["10.0.0.300"]}, "does not appear to be an IPv4 or IPv6 network"),
+        ({"hosts": ["x"]}, "Extra inputs are not permitted"),
+    ],
+)
+def test_exceptions_are_validated(exceptions: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_from_data({"rules": {"attack-tool": {"exceptions": exceptions}}})

@@ -25,10 +25,10 @@ def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
 def test_sample_parses_completely() -> None:
     parsed = parse_file(SAMPLE.read_bytes())
     assert parsed.rejected == []
-    assert len(parsed.records) == 425
+    assert len(parsed.records) == 432
     assert Counter(r.category.value for r in parsed.records) == {
-        "SignInLogs": 200,
-        "NonInteractiveUserSignInLogs": 195,
+        "SignInLogs": 203,
+        "NonInteractiveUserSignInLogs": 199,
         "ServicePrincipalSignInLogs": 15,
         "ManagedIdentitySignInLogs": 10,
         "RiskyUsers": 3,

@@ -26,7 +26,7 @@ from pipeline.runtime.broker import free_port
 from pipeline.runtime.procs import spawn, terminate
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
-from pipeline.sinks.sentinel import TABLE_COLUMNS
+from pipeline.sinks.sentinel import TABLE_COLUMNS, SentinelConfig
 
 HEC_TOKEN = "b2d1f0e4-e2e-hec-token"
 WEBHOOK_PATH = "/workflows/8a1f/triggers/manual/paths/invoke?sig=e2e-secret"
@@ -189,3 +189,17 @@ def test_the_readme_documents_every_sentinel_column() -> None:
     section = readme[readme.index("into a custom table `SigninRiskAlerts_CL`") :][:1500]
     missing = [column for column in TABLE_COLUMNS if f"`{column}`" not in section]
     assert not missing
+
+
+def test_the_data_collection_rule_declares_every_sentinel_column() -> None:
+    """deploy/sentinel/dcr.json is the rule the README points at: its stream and the flow
+    into the table carry the columns the sink sends, with their types, in order."""
+    dcr = orjson.loads(
+        (Path(__file__).resolve().parents[1] / "deploy/sentinel/dcr.json").read_bytes()
+    )
+    properties = dcr["properties"]
+    stream = SentinelConfig.model_fields["stream"].default
+    columns = properties["streamDeclarations"][stream]["columns"]
+    assert [(c["name"], c["type"]) for c in columns] == list(TABLE_COLUMNS.items())
+    (flow,) = properties["dataFlows"]
+    assert flow["streams"] == [stream] and flow["outputStream"] == stream

@@ -156,6 +156,7 @@ AGENTS: dict[str, tuple[str, str, str]] = {
     "smtp": ("BAV2ROPC", "", ""),
     "none": ("", "", ""),
     "python": ("python-requests/2.32.3", "", ""),
+    "azurehound": ("azurehound/v2.2.1", "", ""),
 }
 
 # errorCode -> (failureReason, additionalDetails), as Entra words them
@@ -252,6 +253,10 @@ _INCIDENT_NAMES: dict[str, str] = {
     "brute_force": "Rosa Silva",
     "mfa_fatigue": "Samir Nasser",
     "impossible_travel": "Tara Singh",
+    "device_code": "Vera Lindholm",
+    "ropc_script": "Walter Brandt",
+    "mfa_fraud": "Xenia Pavlova",
+    "attack_tool": "Yannick Morel",
 }
 _SPRAY_IP, _STUFFING_IP = "116.108.12.77", "177.54.144.9"
 _HOMES = ("redmond", "redmond", "redmond", "seattle", "new_york", "london")
@@ -444,6 +449,8 @@ def sign_in(
     managed_device: bool = False,
     auth_details: list[Record] | None = None,
     tenant_id: str = TENANT_ID,
+    protocol: str = "",
+    original_transfer: str = "",
 ) -> Record:
     """One raw sign-in of ``user``, or of ``principal`` (service principal / managed identity).
 
@@ -489,6 +496,10 @@ def sign_in(
             clientAppUsed=client_app_used,
             userAgent=user_agent,
         )
+        if protocol:
+            p["authenticationProtocol"] = protocol
+        if original_transfer:
+            p["originalTransferMethod"] = original_transfer
     elif principal is not None:
         p.update(userId=None, appId=principal.app_id, appDisplayName=principal.name, ipAddress=ip)
     p.update(
@@ -967,6 +978,61 @@ def sample_records(seed: int = 7, start: datetime = _START) -> list[Record]:
         signin(
             minute, who["impossible_travel"], "officehome", "edge-win", ip=ip, place=PLACES[city]
         )
+
+    # device-code phishing: the user enters an attacker's code for Microsoft Office, then the
+    # attacker refreshes the tokens it got, for mail, from abroad
+    victim = who["device_code"]
+    signin(150, victim, "outlook-desktop", "chrome-win", protocol="deviceCode")
+    for minute in (153, 175, 205):
+        signin(
+            minute,
+            victim,
+            "outlook-desktop",
+            "python",
+            category="NonInteractiveUserSignInLogs",
+            original_transfer="deviceCodeFlow",
+            ip="145.53.77.61",
+            place=PLACES["amsterdam"],
+        )
+    # a script signing in with the user's password (ROPC), single-factor, to Graph
+    signin(210, who["ropc_script"], "aad-powershell", "python", protocol="ropc", mfa=False)
+    # the user reports the MFA prompt of someone else's sign-in as fraud
+    fraud_stamp = "2026-11-20T00:00:00+00:00"  # steps carry no time of their own here
+    signin(
+        230,
+        who["mfa_fraud"],
+        "officehome",
+        "chrome-win",
+        error_code=500121,
+        ip="185.220.101.9",
+        place=PLACES["bucharest"],
+        auth_details=[
+            {
+                "authenticationStepDateTime": fraud_stamp,
+                "authenticationMethod": "Password",
+                "succeeded": True,
+                "authenticationStepResultDetail": "Correct password",
+                "authenticationStepRequirement": "Primary authentication",
+            },
+            {
+                "authenticationStepDateTime": fraud_stamp,
+                "authenticationMethod": "Mobile app notification",
+                "succeeded": False,
+                "authenticationStepResultDetail": "MFA denied; user reported fraud",
+                "authenticationStepRequirement": "Multi-factor authentication",
+            },
+        ],
+    )
+    # AzureHound collecting the directory with a stolen refresh token
+    signin(
+        250,
+        who["attack_tool"],
+        "aad-powershell",
+        "azurehound",
+        category="NonInteractiveUserSignInLogs",
+        ip="145.53.77.88",
+        place=PLACES["amsterdam"],
+    )
 
     records = [rec for _, _, rec in sorted(timeline, key=lambda e: (e[0], e[1]))]
     for rec in rng.sample(noise[:-30], 6):  # late batches: delivered 3-12 records too late

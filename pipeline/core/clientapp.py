@@ -19,6 +19,18 @@ from pipeline.core.records import SignIn
 OUTLOOK_MOBILE_APP_ID = "27922004-5251-4030-b22d-91ecd9a37ea4"
 IOS_ACCOUNTS_APP_ID = "f8d98a96-0999-43f5-8af3-69971c7bb423"
 EXCHANGE_ONLINE_RESOURCE_ID = "00000002-0000-0ff1-ce00-000000000000"
+MICROSOFT_GRAPH_RESOURCE_ID = "00000003-0000-0000-c000-000000000000"
+_MAIL_AND_GRAPH_IDS = frozenset({EXCHANGE_ONLINE_RESOURCE_ID, MICROSOFT_GRAPH_RESOURCE_ID})
+_MAIL_AND_GRAPH_NAMES = frozenset({"office 365 exchange online", "microsoft graph"})
+
+
+def reaches_mail_or_graph(signin: SignIn) -> bool:
+    """The sign-in's token is for Exchange Online or Microsoft Graph (mail, files, the
+    directory): what a stolen token is wanted for. By name when an export lacks the id."""
+    if signin.resource_id:
+        return signin.resource_id in _MAIL_AND_GRAPH_IDS
+    return signin.resource_name.lower() in _MAIL_AND_GRAPH_NAMES
+
 
 # clientAppUsed values that mean basic (legacy) authentication, lower-cased.
 LEGACY_CLIENT_APPS = frozenset(

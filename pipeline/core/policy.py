@@ -7,8 +7,6 @@ validated with the same precision as the top level.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +25,8 @@ from pydantic import (
 from pipeline.core.clientapp import EXCHANGE_ONLINE_RESOURCE_ID, OUTLOOK_MOBILE_APP_ID
 from pipeline.core.incidents import IncidentPolicy
 from pipeline.core.rules import REGISTRY, RuleSettings
+from pipeline.core.rules.base import GUID_PATTERN, Network, networks
 from pipeline.sinks import Sinks
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class PolicyError(ValueError):
@@ -50,17 +46,13 @@ class _Model(BaseModel):
 
 
 class ApprovedClient(_Model):
-    app_id: str = Field(pattern=_GUID_PATTERN)
+    app_id: str = Field(pattern=GUID_PATTERN)
     name: str = ""
 
     @field_validator("app_id")
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.lower()
-
-
-def _networks(values: Iterable[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
 
 
 class Allowlist(_Model):
@@ -91,13 +83,13 @@ class Allowlist(_Model):
     @field_validator("ips", mode="before")
     @classmethod
     def _ips(cls, value: Any) -> Any:
-        return _networks(value) if isinstance(value, list) else value
+        return networks(value) if isinstance(value, list) else value
 
     @field_validator("named_networks", mode="before")
     @classmethod
     def _named(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: _networks(v) if isinstance(v, list) else v for k, v in value.items()}
+            return {k: networks(v) if isinstance(v, list) else v for k, v in value.items()}
         return value
 
     def all_networks(self) -> tuple[Network, ...]:

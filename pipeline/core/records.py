@@ -222,6 +222,9 @@ Record = SignIn | RiskEvent
 
 
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
+ALERT_SCHEMA_VERSION = "2"
+"""The alert record's version: 2 added ``next_steps``, ``links`` and this field. Receivers
+key parsers on it; a field added or changed in meaning raises it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +252,8 @@ class Alert:
     signin_ids: tuple[str, ...]
     mitre: tuple[str, ...]
     evidence: dict[str, object]
+    next_steps: tuple[str, ...]
+    """The rule's advice to the analyst: what to check, then what to do."""
+    links: dict[str, str]
+    """Entra admin center pages: ``user_page`` (the user or workload), ``signin_page``."""
+    schema_version: str = ALERT_SCHEMA_VERSION

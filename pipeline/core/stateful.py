@@ -16,7 +16,7 @@ from pipeline.core.codec import dump_incident, load_incident
 from pipeline.core.enrich import Observation
 from pipeline.core.ids import Incident, alert_id
 from pipeline.core.records import RiskEvent
-from pipeline.core.rules.base import rank_severity
+from pipeline.core.rules.base import IncidentSettings, rank_severity
 from pipeline.core.rules.windows import Hit, StatefulRule, StatefulSettings
 from pipeline.core.state import KeyedState
 
@@ -26,7 +26,7 @@ the incident's row or None] (``pipeline.core.codec.RULE_STATES``)."""
 
 
 def merge(
-    previous: Incident | None, hit: Hit, new_id: str, settings: StatefulSettings
+    previous: Incident | None, hit: Hit, new_id: str, settings: IncidentSettings
 ) -> tuple[Incident, bool]:
     """The incident after ``hit`` and whether to emit a version of its alert.
 
@@ -93,16 +93,43 @@ def run(
         rule_state, hit = rule.step(rule_state, item, settings, newest)
     if hit is None and rule_state is before:
         return None  # nothing changed (a rule returns a new state object when it changes)
+    return _settle(rule.id, settings, states, key, state, newest, t, rule_state, hit, stored)
+
+
+def file_hit(
+    rule_id: str, settings: IncidentSettings, states: KeyedState[RuleStates], key: str, hit: Hit
+) -> Incident | None:
+    """A single-sign-in rule's finding into the key's incident of that rule (the rule keeps
+    no state of its own); the incident when an alert version is due."""
+    state = states.get(key) or {}
+    newest, _, stored = state.get(rule_id) or (0.0, None, None)
+    due = _settle(rule_id, settings, states, key, state, newest, hit.about.time, None, hit, stored)
+    return None if due is None else due[0]
+
+
+def _settle(
+    rule_id: str,
+    settings: IncidentSettings,
+    states: KeyedState[RuleStates],
+    key: str,
+    state: RuleStates,
+    newest: float,
+    t: float,
+    rule_state: Any,
+    hit: Hit | None,
+    stored: list[Any] | None,
+) -> tuple[Incident, Hit] | None:
+    """Merge ``hit`` into the stored incident, expire it, and put the key's new state."""
     incident = load_incident(stored) if stored else None
     emit = False
     if hit is not None:
-        incident, emit = merge(incident, hit, alert_id(rule.id, (key, hit.anchor)), settings)
+        incident, emit = merge(incident, hit, alert_id(rule_id, (key, hit.anchor)), settings)
     newest = max(newest, t)
     if incident is not None and newest - incident.last > settings.suppression_minutes * 60:
         incident = None
     if rule_state or incident is not None:
-        state[rule.id] = [newest, rule_state, dump_incident(incident) if incident else None]
+        state[rule_id] = [newest, rule_state, dump_incident(incident) if incident else None]
     else:
-        state.pop(rule.id, None)
+        state.pop(rule_id, None)
     states.put(key, state)
     return (incident, hit) if emit and incident is not None and hit is not None else None

@@ -52,6 +52,10 @@ TABLE_COLUMNS: Final[dict[str, str]] = {
     "Evidence": "dynamic",
     "TenantId": "string",
     "DetectedAt": "datetime",
+    "NextSteps": "dynamic",
+    "UserPage": "string",
+    "SigninLink": "string",
+    "SchemaVersion": "string",
 }
 """The custom table's columns and their Log Analytics types, in row order."""
 
@@ -65,6 +69,7 @@ def table_row(alert: AlertDict) -> dict[str, Any]:
     location = alert.get("location") or {}
     client = alert.get("client") or {}
     risk = alert.get("risk") or {}
+    links = alert.get("links") or {}
     return {
         "TimeGenerated": alert["time"],
         "AlertId": alert["id"],
@@ -88,6 +93,10 @@ def table_row(alert: AlertDict) -> dict[str, Any]:
         "Evidence": alert.get("evidence", {}),
         "TenantId": alert.get("tenant_id", ""),
         "DetectedAt": alert.get("detected_at"),
+        "NextSteps": alert.get("next_steps", []),
+        "UserPage": links.get("user_page", ""),
+        "SigninLink": links.get("signin", ""),
+        "SchemaVersion": alert.get("schema_version", ""),
     }
 
 

@@ -18,7 +18,12 @@ Sentinel's CommonSecurityLog:
 - ``cs1`` ``mitreTechniques`` (comma-separated), ``cs2`` ``tenantId``, ``cs3`` ``clientApp``
   (name, then family/platform/version), ``cs4`` ``riskLevel``, ``cs5`` ``sourceLocation``
   (city, state, country)
-- ``cn1`` ``signinCount``: the sign-ins the alert rests on
+- ``cn1`` ``signinCount``: the sign-ins the alert rests on; ``cn2`` ``schemaVersion``: the
+  alert record's version
+- ``request``: the sign-in's link; ``flexString2`` ``userPage``: the user's admin-center page;
+  ``flexString1`` ``nextSteps``: the rule's next steps, joined by `` | `` and cut to 1,023
+  characters (ArcSight's limit for a flex string); the receiver's columns RequestURL,
+  FlexString1 and FlexString2
 
 Any field but the header's may be missing (a sink's allow-list), and is then left out. The
 rest of the evidence stays in the native and JSON formats: a CEF line is the key facts.
@@ -49,6 +54,7 @@ def to_cef(alert: dict[str, Any]) -> str:
 def _extensions(alert: dict[str, Any]) -> list[tuple[str, str]]:
     evidence = alert.get("evidence") or {}
     location = alert.get("location") or {}
+    links = alert.get("links") or {}
     pairs: list[tuple[str, object]] = [
         ("rt", epoch_ms(alert["time"])),
         ("start", epoch_ms(evidence["first"]) if isinstance(evidence.get("first"), str) else None),
@@ -68,6 +74,10 @@ def _extensions(alert: dict[str, Any]) -> list[tuple[str, str]]:
         *_labelled("cs4", "riskLevel", (alert.get("risk") or {}).get("level")),
         *_labelled("cs5", "sourceLocation", _place(location)),
         *_labelled("cn1", "signinCount", signin_count(alert)),
+        *_labelled("cn2", "schemaVersion", alert.get("schema_version")),
+        ("request", links.get("signin")),
+        *_labelled("flexString1", "nextSteps", " | ".join(alert.get("next_steps") or ())[:1023]),
+        *_labelled("flexString2", "userPage", links.get("user_page")),
     ]
     return [(key, str(value)) for key, value in pairs if value is not None and value != ""]
 

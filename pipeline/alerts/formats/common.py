@@ -38,15 +38,28 @@ class Technique(NamedTuple):
     """The tactic it serves in a sign-in; Valid Accounts has four, Initial Access is this one."""
 
 
-TACTICS = {"TA0001": "Initial Access", "TA0006": "Credential Access", "TA0009": "Collection"}
+TACTICS = {
+    "TA0001": "Initial Access",
+    "TA0005": "Defense Evasion",
+    "TA0006": "Credential Access",
+    "TA0007": "Discovery",
+    "TA0009": "Collection",
+}
 TECHNIQUES = {
     "T1078": Technique("Valid Accounts", "TA0001"),
     "T1078.004": Technique("Cloud Accounts", "TA0001"),
+    "T1087": Technique("Account Discovery", "TA0007"),
+    "T1087.004": Technique("Cloud Account", "TA0007"),
     "T1110": Technique("Brute Force", "TA0006"),
     "T1110.001": Technique("Password Guessing", "TA0006"),
     "T1110.003": Technique("Password Spraying", "TA0006"),
     "T1114": Technique("Email Collection", "TA0009"),
     "T1114.002": Technique("Remote Email Collection", "TA0009"),
+    "T1528": Technique("Steal Application Access Token", "TA0006"),
+    "T1550": Technique("Use Alternate Authentication Material", "TA0005"),
+    "T1550.001": Technique("Application Access Token", "TA0005"),
+    "T1557": Technique("Adversary-in-the-Middle", "TA0006"),
+    "T1566": Technique("Phishing", "TA0001"),
     "T1621": Technique("Multi-Factor Authentication Request Generation", "TA0006"),
 }
 """ATT&CK names for the rules' techniques: OCSF requires a technique's name."""

@@ -13,8 +13,10 @@ is ``azure.tenant_id``. ``tests/data/ecs_fields.yaml`` lists every field and its
 - ``threat.*``: MITRE ATT&CK technique, sub-technique and tactic ids and names
 - ``related.user`` / ``related.ip``: every user and address in the alert, to pivot on
 - ``azure.signinlogs.properties.*``: the triggering sign-in's properties the evidence has
+- ``event.reference``: the sign-in's link; ``event.url``: the user's admin-center page
 - ``signin_risk.*``: this project's own namespace: severity, client classification,
-  effective risk, sign-in count, and the rule's evidence as a ``flattened`` object
+  effective risk, sign-in count, the rule's next steps, the alert's schema version, and the
+  rule's evidence as a ``flattened`` object
 
 Fields missing from the alert (a sink's allow-list) are left out, as are empty values.
 """
@@ -43,6 +45,7 @@ _SIGNIN_RISK = ("risk_level_during_signin", "risk_level_aggregated", "risk_state
 
 def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:
     evidence = alert.get("evidence") or {}
+    links = alert.get("links") or {}
     user = alert.get("user") or ""
     ip = alert.get("ip") or ""
     doc = {
@@ -58,6 +61,8 @@ def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:
             "severity": _SEVERITY.get(alert["severity"]),
             "dataset": "signin_risk.alert",
             "module": "signin_risk",
+            "reference": links.get("signin"),
+            "url": links.get("user_page"),
         },
         "rule": {"id": alert["rule"], "name": alert["title"], "ruleset": "signin-risk"},
         "user": _user(user, alert.get("user_id")),
@@ -75,6 +80,8 @@ def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:
             "signin_count": signin_count(alert),
             "client": alert.get("client"),
             "risk": alert.get("risk"),
+            "next_steps": list(alert.get("next_steps") or ()),
+            "schema_version": alert.get("schema_version"),
             "evidence": evidence,
         },
     }

@@ -14,7 +14,10 @@ models), which lacks ``evidences[].actor`` and ``evidences[].src_endpoint``. So:
 - ``metadata.tenant_uid``: the Entra tenant; ``cloud.provider``: Azure
 - ``risk_level`` / ``risk_level_id``: Identity Protection's level, when low, medium or high
 - ``count``: the sign-ins the alert rests on
-- ``unmapped``: the client classification and the risk state and detections
+- ``remediation``: the rule's next steps (desc, one per line) and the user's admin-center
+  page (references); ``finding_info.src_url``: the sign-in's link
+- ``unmapped``: the client classification, the risk state and detections, and the alert
+  record's schema version
 
 Times are ms since the epoch. Fields missing from the alert (a sink's allow-list) are left
 out; the alert's id, rule, severity, time and title are always there.
@@ -80,6 +83,7 @@ def to_ocsf(alert: dict[str, Any]) -> dict[str, Any]:
         "resources": _resources(alert),
         "evidences": _evidences(alert),
         "count": signin_count(alert) or None,
+        "remediation": _remediation(alert),
         "unmapped": _unmapped(alert),
     }
     level = (alert.get("risk") or {}).get("level")
@@ -106,6 +110,7 @@ def _finding_info(alert: dict[str, Any]) -> dict[str, Any]:
             "created_time": epoch_ms(alert["detected_at"]) if alert.get("detected_at") else None,
             "first_seen_time": epoch_ms(first) if isinstance(first, str) else None,
             "last_seen_time": epoch_ms(alert["time"]),
+            "src_url": (alert.get("links") or {}).get("signin"),
             "related_events": [
                 {"uid": uid, "type_uid": _AUTHENTICATION_LOGON, "type": "Authentication: Logon"}
                 for uid in alert.get("signin_ids") or ()
@@ -162,6 +167,14 @@ def _evidences(alert: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"data": data}] if data else []
 
 
+def _remediation(alert: dict[str, Any]) -> dict[str, Any] | None:
+    steps = alert.get("next_steps")
+    if not steps:
+        return None  # desc is required
+    page = (alert.get("links") or {}).get("user_page")
+    return _drop_empty({"desc": "\n".join(steps), "references": [page] if page else None})
+
+
 def _unmapped(alert: dict[str, Any]) -> dict[str, Any]:
     client = alert.get("client") or {}
     risk = alert.get("risk") or {}
@@ -169,6 +182,7 @@ def _unmapped(alert: dict[str, Any]) -> dict[str, Any]:
         {
             "client": _drop_empty(dict(client)) if client.get("name") else None,
             "risk": _drop_empty({"state": risk.get("state"), "detections": risk.get("detections")}),
+            "schema_version": alert.get("schema_version"),
         }
     )
 

@@ -56,6 +56,13 @@ RULE = StatefulRule(
         "within `window_minutes` (default 10). High when a success (or an MFA prompt, "
         "which proves the password) follows the burst."
     ),
+    next_steps=(
+        "Check whether a success followed (severity high): if so, the password is known.",
+        "If it succeeded: reset the password and revoke the user's sessions; review what the "
+        "account did since.",
+        "Block the source address with a Conditional Access named location and confirm smart "
+        "lockout is on.",
+    ),
     keyed_by="user",
     wants=wants,
     step=step,

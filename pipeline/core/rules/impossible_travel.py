@@ -139,6 +139,13 @@ RULE = StatefulRule(
         "`min_km` (default 500 km) or without coordinates are ignored. High above five "
         "times the limit."
     ),
+    next_steps=(
+        "Compare both sign-ins (evidence from / to): VPN egress, a mobile carrier or a cloud proxy"
+        " can make one user appear in two places.",
+        "If one end is not the user: revoke their sessions, reset the password and block that "
+        "address with a Conditional Access named location.",
+        "Add known corporate VPN ranges to the named networks of the allow-list.",
+    ),
     keyed_by="user",
     wants=wants,
     step=step,

@@ -46,6 +46,13 @@ RULE = Rule(
         "IMAP4, POP3, Authenticated SMTP, EWS, MAPI over HTTP, Outlook Anywhere, Offline "
         "Address Book, AutoDiscover, Other clients). High when the sign-in is also risky."
     ),
+    next_steps=(
+        "Find the device or service that uses the protocol (user agent, address) and its owner.",
+        "Move it to modern authentication; a shared mailbox or scanner should use OAuth SMTP or a "
+        "connector.",
+        "Block legacy authentication in Conditional Access, and reset the password if the address "
+        "is not the owner's: legacy protocols are a spray target.",
+    ),
     check=check,
     cases=(
         Case("IMAP4 success", True, {"clientAppUsed": "IMAP4", "userAgent": ""}),

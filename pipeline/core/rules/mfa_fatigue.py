@@ -70,6 +70,13 @@ RULE = StatefulRule(
         "whose result starts with 'MFA denied') at least `threshold` times (default 5) within "
         "`window_minutes` (default 10). High when a success follows: the user gave in."
     ),
+    next_steps=(
+        "Call the user: did they approve a prompt they did not start?",
+        "If a prompt was approved (severity high): revoke the user's sessions, reset the password "
+        "and review registered MFA methods and devices.",
+        "Turn on number matching and additional context for the Authenticator app; block the "
+        "source address if it is not shared.",
+    ),
     keyed_by="user",
     wants=wants,
     step=step,

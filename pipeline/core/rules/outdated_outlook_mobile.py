@@ -64,6 +64,11 @@ RULE = Rule(
         "A successful sign-in by Outlook for iOS or Android (by its app id) whose build, read "
         "from the user agent, is older than the per-platform minimum in the policy."
     ),
+    next_steps=(
+        "Ask the user to update Outlook Mobile from the App Store or Google Play.",
+        "Enforce a minimum app version with an Intune app protection policy (conditional launch) "
+        "so old builds are blocked.",
+    ),
     check=check,
     cases=(
         Case(

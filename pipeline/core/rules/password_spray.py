@@ -106,6 +106,14 @@ RULE = StatefulRule(
         "(default 10) within `window_minutes` (default 20). MFA prompts and Conditional "
         "Access blocks do not count (the password was right)."
     ),
+    next_steps=(
+        "List the targeted accounts (evidence.users) and look for a success from the same address "
+        "or for risky sign-ins of those users.",
+        "Block the address with a Conditional Access named location (or at the edge) if it is not "
+        "a shared egress.",
+        "Reset the passwords of any targeted account that then signed in, and check that the "
+        "targeted users are covered by MFA.",
+    ),
     keyed_by="ip",
     wants=wants,
     step=step,

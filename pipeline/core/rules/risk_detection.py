@@ -221,6 +221,13 @@ RULE = StatefulRule(
         "RiskyUsers change to atRisk or confirmedCompromised. Severity follows the "
         "detection's risk level; confirmedCompromised is critical."
     ),
+    next_steps=(
+        "Open the detection in Identity Protection and the sign-in it names; ask the user whether "
+        "it was theirs.",
+        "If not: confirm the user compromised, revoke their sessions and reset the password; check"
+        " for new MFA methods, mailbox rules and app consents.",
+        "If it was: dismiss the risk so later sign-ins are not judged by it.",
+    ),
     keyed_by="user",
     wants=wants,
     step=step,

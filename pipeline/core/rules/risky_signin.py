@@ -62,6 +62,14 @@ RULE = Rule(
         "interactive sign-in the user's current state) is at or above the policy threshold "
         "and has not been remediated, dismissed or confirmed safe."
     ),
+    next_steps=(
+        "Open the sign-in and the user's risk detections in Identity Protection: which detection, "
+        "from where, and whether the user recognises the sign-in.",
+        "If it was not the user: confirm the user compromised (Identity Protection), revoke their "
+        "sessions and reset the password.",
+        "If it was the user: dismiss the risk, or let a risk-based Conditional Access policy make "
+        "them prove it with MFA and a password change.",
+    ),
     check=check,
     cases=(
         Case(

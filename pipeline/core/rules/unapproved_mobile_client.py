@@ -107,6 +107,14 @@ RULE = Rule(
         "used a legacy protocol. Attempts that Conditional Access blocked are informational "
         "alerts only when the policy asks for them."
     ),
+    next_steps=(
+        "Identify the app and device from the client and user agent; ask the user which mail app "
+        "they set up.",
+        "Have the user move to an approved client (Outlook Mobile) and remove the account from the"
+        " unapproved app; revoke the user's sessions so its tokens stop working.",
+        "Enforce 'Require approved client app' or an app protection policy in Conditional Access "
+        "for mobile mail.",
+    ),
     check=check,
     settings=UnapprovedMobileClientSettings,
     cases=(

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from pipeline.core.enrich import Observation
 from pipeline.core.records import RiskEvent
-from pipeline.core.rules.base import RuleSettings, Severity
+from pipeline.core.rules.base import IncidentSettings, Severity
 from pipeline.core.timeparse import format_time
 
 
@@ -37,15 +37,10 @@ class Hit(NamedTuple):
     alert version though nothing grew, and the ids it named no longer count."""
 
 
-class StatefulSettings(RuleSettings):
+class StatefulSettings(IncidentSettings):
     window_minutes: float = Field(10, gt=0)
     lateness_minutes: float = Field(5, ge=0)
     """How late (event time) a record may arrive and still count: Event Hubs batches lag."""
-    suppression_minutes: float = Field(60, ge=0)
-    """While a pattern keeps matching within this long of its last match, its incident is
-    updated (same alert id) instead of a new alert being raised."""
-    max_signin_ids: int = Field(50, ge=1)
-    """Sign-in ids an alert lists; ``evidence.signin_count`` has the full count."""
 
 
 Step = Callable[[Any, Observation, Any, float], tuple[Any, Hit | None]]
@@ -77,6 +72,8 @@ class StatefulRule:
     severity: Severity
     mitre: tuple[str, ...]
     description: str
+    next_steps: tuple[str, ...]
+    """What an analyst checks and does, in order; every alert of the rule carries them."""
     keyed_by: Literal["user", "ip"]
     wants: Callable[[Observation], bool]
     """Cheap filter: the sign-ins that reach ``step`` (most do not, and cost nothing)."""
