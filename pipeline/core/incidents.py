@@ -85,9 +85,9 @@ class IncidentPolicy(BaseModel):
     """An incident stays open while its entity's alerts come within this of the last one."""
     escalate: tuple[Escalation, ...] = (
         Escalation(
-            first=("brute-force", "mfa-fatigue"),
+            first=("brute-force", "mfa-fatigue", "mfa-fraud-report", "device-code-phishing"),
             then=(ANY_RULE,),
-            why="password guessing or MFA prompt flooding, then another finding",
+            why="password guessing, MFA abuse or a device-code token, then another finding",
         ),
         Escalation(
             first=("risky-signin", "risk-detection"),
