@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from test_cli import REPO, SAMPLE, _command, error_line, run
 
 from pipeline.core.detect import Engine
 from pipeline.core.enrich import Enriched
-from pipeline.core.inventory import FIELDS, MAX_CLIENTS, Inventory, build_line, step
+from pipeline.core.inventory import FIELDS, MAX_CLIENTS, Inventory, build_line, expired, step
 from pipeline.core.parse import parse_file
 from pipeline.core.policy import Policy
 from pipeline.core.records import SignIn
@@ -128,6 +129,18 @@ def test_a_user_keeps_at_most_the_most_recent_clients_within_a_kilobyte() -> Non
     assert len(orjson.dumps(state)) <= 1024
     (e,) = enriched([{"userAgent": "x"}])
     assert step(state, e, Policy()) is None  # not a mail client: nothing to write
+
+
+def test_a_user_expires_only_when_every_client_is_older_than_the_cutoff() -> None:
+    book = inventory_of(
+        [
+            outlook("4.2450.2", createdDateTime="2026-01-15T10:00:00Z"),
+            {**EXO, "clientAppUsed": "IMAP4", "createdDateTime": "2026-01-20T10:00:00Z"},
+        ]
+    )
+    (state,) = book.users.values()
+    assert not expired(state, datetime(2026, 1, 16, tzinfo=UTC).timestamp())
+    assert expired(state, datetime(2026, 1, 21, tzinfo=UTC).timestamp())
 
 
 def test_build_line_groups_builds_for_labels() -> None:

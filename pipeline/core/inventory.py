@@ -97,6 +97,11 @@ def step(state: State | None, e: Enriched, policy: Policy) -> State | None:
     return {"user": s.upn or (state or {}).get("user", ""), "clients": rows[:MAX_CLIENTS]}
 
 
+def expired(state: State, before: float) -> bool:
+    """No client of the user's was seen since ``before`` (event time): a sweep may drop it."""
+    return all(row[5] < before for row in state["clients"])
+
+
 def rows(user_id: str, state: State) -> list[dict[str, Any]]:
     """The user's clients as inventory rows, most recently seen first."""
     out = []
