@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from builders import dumps
 from hostile import GOOD_IP, GOOD_UPN, corpus, good
 from kafka import KafkaProducer
@@ -25,6 +24,7 @@ from test_streaming import (
     consume,
     last_versions,
     metric_sum,
+    mismatches,
     scan_alerts,
     series,
     streaming,  # noqa: F401  (fixture)
@@ -123,13 +123,7 @@ def missing_from(got: dict[str, dict[str, Any]], expected: dict[str, dict[str, A
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="in about half the runs a day's password-spray incident is lost: table state "
-    "survives a SIGKILL ahead of the committed raw offsets, so the redelivered failures are "
-    "already in (or too old for) the address's window (issue 15, crash consistency)",
-)
-def test_a_worker_killed_mid_replay_loses_no_alert_of_scan(
+def test_a_worker_killed_mid_replay_alerts_as_scan_does(
     streaming: tuple[Settings, Worker],  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -158,7 +152,9 @@ def test_a_worker_killed_mid_replay_loses_no_alert_of_scan(
         timeout_s=90,
     )
     assert kills == 3
-    assert missing_from(last_versions(values), expected) == []
+    got = last_versions(values)
+    assert missing_from(got, expected) == []
+    assert mismatches(got, expected) == []
     wait_for(
         "every raw offset committed",
         lambda: series(

@@ -5,6 +5,7 @@ from builders import dumps, signin
 
 from pipeline.core.codec import decode_batch
 from pipeline.core.ingest import ingest
+from pipeline.core.segments import INDEX_BITS
 from tools.synth import sample_records
 
 RECORDS = sample_records()
@@ -17,8 +18,9 @@ def _event(records: list[dict[str, object]]) -> bytes:
 def _decoded(result_batches: list) -> dict[int, list[tuple[int, list[str]]]]:
     out: dict[int, list[tuple[int, list[str]]]] = {}
     for batch in result_batches:
-        for enqueued, records in decode_batch(batch.data):
-            out.setdefault(batch.partition, []).append((enqueued, [r.id for r in records]))
+        for segment in decode_batch(batch.data):
+            ids = [r.id for r in segment.records]
+            out.setdefault(batch.partition, []).append((segment.enqueued_ms, ids))
     return out
 
 
@@ -69,3 +71,23 @@ def test_a_bad_event_costs_only_itself() -> None:
     ]
     assert result.records == 1
     assert [ids for segs in _decoded(result.batches).values() for _, ids in segs] == [["good-1"]]
+
+
+def test_records_keep_their_raw_position_through_the_batches() -> None:
+    """However ingest splits an event over partitions and size-capped batches, each record
+    keeps the position (raw offset, index in the event) that idempotent state keys on."""
+    events = [(_event(RECORDS[i : i + 40]), i) for i in range(0, 400, 40)]
+    origins = [(2, 1000 + n) for n in range(len(events))]
+    result = ingest(events, 3, max_bytes=10**7, batch_bytes=6_000, origins=origins)
+    positions = {}
+    for batch in result.batches:
+        for segment in decode_batch(batch.data):
+            assert segment.partition == 2
+            for i, record in enumerate(segment.records):
+                positions[record.id] = segment.position(i)
+    expected = {
+        r["properties"]["id"]: (1000 + n) << INDEX_BITS | i
+        for n in range(len(events))
+        for i, r in enumerate(RECORDS[n * 40 : n * 40 + 40])
+    }
+    assert positions == expected

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from builders import USER_ID, signin
 
-from pipeline.core.codec import USER_RISK
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.parse import normalize
 from pipeline.core.records import RiskEvent, SignIn
 from pipeline.core.risk import (
@@ -26,7 +26,7 @@ from pipeline.core.risk import (
     rank,
     update,
 )
-from pipeline.core.state import KeyedState
+from pipeline.core.state import KeyedState, user_risk
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -341,7 +341,7 @@ def test_detections_accumulate_in_order_up_to_the_bound() -> None:
 
 def test_risk_book_keeps_state_per_user() -> None:
     other = "9f8e7d6c-5b4a-4938-8271-6a5b4c3d2e1f"
-    book = KeyedState(USER_RISK)
+    book = user_risk(KeyedState(RULE_STATES))
     update(book, risky_user("high", "atRisk", 0))
     update(book, risky_user("low", "atRisk", 0, user_id=other))
     update(book, detection("medium", 5, "anonymizedIPAddress"))
@@ -353,7 +353,7 @@ def test_risk_book_keeps_state_per_user() -> None:
 
 
 def test_risk_book_ignores_events_without_a_user_id() -> None:
-    book = KeyedState(USER_RISK)
+    book = user_risk(KeyedState(RULE_STATES))
     orphan = detection("high", 0, user_id=None)
     assert orphan.user_id == ""
     update(book, orphan)
@@ -365,7 +365,7 @@ def test_risk_book_ignores_events_without_a_user_id() -> None:
 
 
 def test_risk_book_remediation_clears_the_inherited_risk() -> None:
-    book = KeyedState(USER_RISK)
+    book = user_risk(KeyedState(RULE_STATES))
     update(book, risky_user("high", "atRisk", 0))
     assert effective(sign_in(), book.get(USER_ID)).level == "high"
     update(book, risky_user("none", "remediated", 30))

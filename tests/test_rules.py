@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from builders import USER_ID, scenario_records, signin
 
-from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine
 from pipeline.core.parse import normalize
 from pipeline.core.policy import PolicyError, policy_from_data
@@ -19,7 +19,7 @@ from pipeline.core.records import ALERT_SCHEMA_VERSION, SEVERITIES, Alert, RiskE
 from pipeline.core.risk import update
 from pipeline.core.rules import REGISTRY, AnyRule, Case, Rule, StatefulRule
 from pipeline.core.rules.windows import Scenario
-from pipeline.core.state import KeyedState
+from pipeline.core.state import KeyedState, user_risk
 
 CASES = [
     pytest.param(rule, case, id=f"{rule.id}: {case.name}")
@@ -39,8 +39,8 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
     """Every alert version, in order, with the rule alone enabled. ``stored`` keeps the
     state as the worker does: encoded to bytes and read back for every record."""
     engine = Engine(policy_from_data(dict(scenario.policy)), rules=[rule])
-    book = KeyedState(USER_RISK)
     users, addresses = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+    book = user_risk(users)
     out: list[Alert] = []
     for raw in scenario_records(scenario.events):
         judged = engine.process(normalize(raw), book, users)
@@ -48,7 +48,6 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
         if judged.by_ip is not None:
             out += engine.process_by_ip(judged.by_ip, addresses)
         if stored:
-            book.flush()
             users.flush()
             addresses.flush()
     return out
@@ -56,7 +55,7 @@ def run_scenario(rule: StatefulRule, scenario: Scenario, stored: bool = False) -
 
 def run_case(rule: Rule, case: Case) -> list[Alert]:
     engine = Engine(policy_from_data(dict(case.policy)), rules=[rule])
-    book = KeyedState(USER_RISK)
+    book = user_risk(KeyedState(RULE_STATES))
     for raw in case.prior:
         record = normalize(raw)
         if isinstance(record, RiskEvent):
@@ -200,8 +199,8 @@ def test_every_rule_tells_the_analyst_what_to_do() -> None:
 
 def _judge(engine: Engine, patches: list[dict[str, object]], **envelope: str) -> list[Alert]:
     """Sign-ins of one user in order through ``engine``, state kept between them."""
-    book = KeyedState(USER_RISK)
     users, addresses = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+    book = user_risk(users)
     out: list[Alert] = []
     for patch in patches:
         judged = engine.process(normalize(signin(patch, envelope)), book, users)

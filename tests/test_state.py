@@ -3,6 +3,7 @@ every stored type comes back as it went in, in the bytes earlier versions wrote.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +11,9 @@ from typing import Any
 
 import orjson
 from builders import USER_ID, risk_record, signin
-from faust.serializers.registry import Registry
 
 from pipeline.core.codec import (
     RULE_STATES,
-    USER_RISK,
     decode_observations,
     dump_incident,
     dump_observation,
@@ -22,6 +21,7 @@ from pipeline.core.codec import (
     encode_observations,
     load_incident,
     load_observation,
+    load_user_risk,
 )
 from pipeline.core.detect import Engine
 from pipeline.core.enrich import Observation
@@ -31,7 +31,8 @@ from pipeline.core.policy import Policy, policy_from_data
 from pipeline.core.records import SignIn
 from pipeline.core.risk import UserRisk
 from pipeline.core.rules import REGISTRY
-from pipeline.core.state import KeyedState
+from pipeline.core.state import RISK as RISK_ENTRY
+from pipeline.core.state import Entry, KeyedState, RuleStates, user_risk
 
 STORED = orjson.loads((Path(__file__).parent / "data" / "stored-state.json").read_bytes())
 
@@ -91,27 +92,32 @@ class Store(MutableMapping[str, bytes]):
         return len(self.data)
 
 
+def risk_of(store: MutableMapping[str, bytes]) -> tuple[KeyedState[RuleStates], Entry[UserRisk]]:
+    users = KeyedState(RULE_STATES, store)
+    return users, user_risk(users)
+
+
 def test_writes_are_collected_until_flush() -> None:
     store = Store()
-    users = KeyedState(USER_RISK, store)
-    users.put(USER_ID, RISK)
-    assert users.get(USER_ID) is RISK
+    users, book = risk_of(store)
+    book.put(USER_ID, RISK)
+    assert book.get(USER_ID) == RISK
     assert store.data == {} and store.writes == []
     users.flush()
     assert store.writes == [USER_ID]
-    assert USER_RISK.loads(store.data[USER_ID]) == RISK
+    assert orjson.loads(store.data[USER_ID]) == {RISK_ENTRY: dump_user_risk(RISK)}
 
 
 def test_reads_are_kept_until_flush() -> None:
     store = Store()
-    store.data[USER_ID] = USER_RISK.dumps(RISK)
-    users = KeyedState(USER_RISK, store)
-    assert users.get(USER_ID) == users.get(USER_ID) == RISK
-    assert users.get("nobody") is users.get("nobody") is None
+    store.data[USER_ID] = orjson.dumps({RISK_ENTRY: dump_user_risk(RISK)})
+    users, book = risk_of(store)
+    assert book.get(USER_ID) == book.get(USER_ID) == RISK
+    assert book.get("nobody") is book.get("nobody") is None
     assert store.reads == [USER_ID, "nobody"]  # once each, a missing key too
     users.flush()  # nothing touched: nothing written, and the next get reads again
     assert store.writes == []
-    users.get(USER_ID)
+    book.get(USER_ID)
     assert store.reads == [USER_ID, "nobody", USER_ID]
 
 
@@ -131,15 +137,47 @@ def test_flush_writes_each_touched_key_once() -> None:
     assert sorted(store.writes) == ["j", "k"]
 
 
+def test_a_deferred_state_writes_each_key_once_per_write_and_reads_its_own_flushes() -> None:
+    """The worker's tables: flushes between takes keep bytes in memory; ``write`` (at a
+    commit) sends each changed key once, however many takes changed it."""
+    store = Store()
+    states = KeyedState(RULE_STATES, store, deferred=True)
+    for n in range(3):
+        states.put("k", {"rule": [float(n), {"n": n}, None]})
+        states.flush()
+        assert states.get("k") == {"rule": [float(n), {"n": n}, None]}
+        states.flush()
+    states.put("gone", {"rule": [1.0, None, None]})
+    states.flush()
+    states.put("gone", None)
+    states.flush()
+    assert store.writes == [] and sorted(states.stored_keys()) == ["k"]
+    assert states.write() == 2
+    assert store.writes == ["k"] and store.deletes == []  # "gone" never reached the store
+    assert orjson.loads(store.data["k"]) == {"rule": [2.0, {"n": 2}, None]}
+    assert states.write() == 0 and store.writes == ["k"]
+
+
+def test_flushed_values_are_exactly_sized() -> None:
+    """orjson's output keeps its whole working buffer (~4 KB) allocated; a kept copy does not."""
+    states = KeyedState(RULE_STATES, deferred=True)
+    states.put("k", {"rule": [1.0, {"n": 1}, None]})
+    states.flush()
+    states.write()
+    stored = states._store["k"]
+    assert sys.getsizeof(stored) < 100 and stored == orjson.dumps({"rule": [1.0, {"n": 1}, None]})
+
+
 def test_a_deleted_or_emptied_state_removes_the_key() -> None:
     store = Store()
-    users, states = KeyedState(USER_RISK, store), KeyedState(RULE_STATES, store)
-    users.put("user", RISK)
+    users, book = risk_of(store)
+    states = KeyedState(RULE_STATES, store)
+    book.put("user", RISK)
     states.put("address", {"rule": [1.0, {"n": 1}, None]})
     users.flush()
     states.flush()
     assert set(store.data) == {"user", "address"}
-    users.put("user", None)
+    book.put("user", None)
     states.put("address", {})
     states.put("never-stored", {})
     users.flush()
@@ -156,37 +194,31 @@ def test_stored_keys_are_the_flushed_ones() -> None:
     assert states.stored_keys() == ["a"]
 
 
-def stored_state() -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """user_risk and user_state as the engine leaves them after ``RECORDS``."""
-    risk_store: dict[str, bytes] = {}
-    state_store: dict[str, bytes] = {}
-    users, states = KeyedState(USER_RISK, risk_store), KeyedState(RULE_STATES, state_store)
+def stored_state() -> dict[str, bytes]:
+    """user_state as the engine leaves it after ``RECORDS``."""
+    store: dict[str, bytes] = {}
+    users, book = risk_of(store)
     policy = policy_from_data({"rules": {"brute-force": {"threshold": 2}}})
     engine = Engine(policy, rules=[REGISTRY["brute-force"], REGISTRY["risk-detection"]])
     for raw in RECORDS:
-        engine.process(normalize(raw), users, states)
+        engine.process(normalize(raw), book, users)
     users.flush()
-    states.flush()
-    return risk_store, state_store
+    return store
 
 
 def test_state_is_stored_in_the_bytes_earlier_versions_wrote() -> None:
-    """A running deployment's changelogs load, and what this version writes reads the same."""
-    risk_store, state_store = stored_state()
-    assert {k: v.decode() for k, v in risk_store.items()} == STORED["user_risk"]
-    assert {k: v.decode() for k, v in state_store.items()} == STORED["user_state"]
+    """A running deployment's user_state changelog loads, and its rules' entries are written
+    as before; the user's risk, once a table of its own (user_risk), is now the ``@risk``
+    entry of the same value, in the row that table held."""
+    (value,) = stored_state().values()
+    state = orjson.loads(value)
+    (old_risk,) = STORED["user_risk"].values()
+    assert state.pop(RISK_ENTRY) == orjson.loads(old_risk)
+    assert state == orjson.loads(next(iter(STORED["user_state"].values())))
 
 
-def test_user_risk_round_trips_in_the_bytes_fausts_json_codec_wrote() -> None:
-    """user_risk was a table of JSON-ready rows with Faust's codec; it is now a bytes table
-    like the others, and the changelog's bytes are the same."""
-    (old,) = (text.encode() for text in STORED["user_risk"].values())
-    faust = Registry(key_serializer="raw", value_serializer="json")
-    assert faust.dumps_value(None, orjson.loads(old)) == old
-    assert faust.loads_value(bytes, old, serializer="raw") == old
-    assert USER_RISK.dumps(USER_RISK.loads(old)) == old
-    assert USER_RISK.loads(USER_RISK.dumps(RISK)) == RISK
-    assert orjson.loads(USER_RISK.dumps(RISK)) == dump_user_risk(RISK)
+def test_user_risk_round_trips_as_its_row() -> None:
+    assert load_user_risk(orjson.loads(orjson.dumps(dump_user_risk(RISK)))) == RISK
 
 
 def test_rule_states_round_trip_with_their_incidents_and_observations() -> None:
@@ -222,5 +254,5 @@ def test_an_observation_round_trips_as_a_row_and_on_the_by_ip_topic() -> None:
     assert obs.risk[2] and obs.location.lat is not None
     row: Any = orjson.loads(orjson.dumps(dump_observation(obs)))
     assert load_observation(row) == obs
-    segments = [(1234, [obs, obs._replace(id="other")]), (5678, [])]
+    segments = [(1234, [(obs, "3/1", 7 << 20), (obs._replace(id="other"), "", 0)]), (5678, [])]
     assert decode_observations(encode_observations(segments)) == segments

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from builders import BASE_PROPERTIES, risk_record, signin
 
-from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine, alert_json
 from pipeline.core.driver import Driver
 from pipeline.core.ingest import receive
@@ -19,7 +19,7 @@ from pipeline.core.records import SignIn
 from pipeline.core.rules import REGISTRY, StatefulRule
 from pipeline.core.rules.windows import admit, burst
 from pipeline.core.scan import scan
-from pipeline.core.state import KeyedState
+from pipeline.core.state import KeyedState, user_risk
 from pipeline.core.stateful import expire
 from pipeline.runtime.settings import Settings
 from tools.synth import sample_days
@@ -40,7 +40,7 @@ def brute_force_run(minutes: list[float], policy: dict[str, object] | None = Non
     rule = REGISTRY["brute-force"]
     assert isinstance(rule, StatefulRule)
     engine = Engine(policy_from_data(policy or {}), rules=[rule])
-    book, states = KeyedState(USER_RISK), KeyedState(RULE_STATES)
+    book, states = user_risk(KeyedState(RULE_STATES)), KeyedState(RULE_STATES)
     ids = []
     for n, minute in enumerate(minutes):
         ids += [a.id for a in engine.process(failure(minute, n), book, states).alerts]
@@ -115,11 +115,7 @@ def worker_way(envelopes: list[dict[str, object]], take: int) -> dict[str, dict[
     delivery order, state stored as bytes between takes."""
     engine = Engine(policy_from_data({}))
     detector = Driver(
-        engine,
-        KeyedState(USER_RISK),
-        KeyedState(RULE_STATES),
-        KeyedState(RULE_STATES),
-        Settings().partitions,
+        engine, KeyedState(RULE_STATES), KeyedState(RULE_STATES), Settings().partitions
     )
     found: dict[str, dict[str, object]] = {}
     events = [(orjson.dumps(e), 0) for e in envelopes]
@@ -152,7 +148,7 @@ def detection_versions(raws: list[dict[str, object]]) -> list[dict[str, object]]
     """Every risk-detection alert version, records in the order given, state stored as bytes
     between records as the worker keeps it."""
     engine = Engine(policy_from_data({}), rules=[REGISTRY["risk-detection"]])
-    book, states = KeyedState(USER_RISK), KeyedState(RULE_STATES)
+    book, states = user_risk(KeyedState(RULE_STATES)), KeyedState(RULE_STATES)
     out = []
     for raw in raws:
         alerts = engine.process(normalize(raw), book, states).alerts

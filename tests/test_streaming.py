@@ -28,7 +28,7 @@ from pipeline.core.state import partition_for
 from pipeline.runtime.broker import free_port
 from pipeline.runtime.procs import spawn_worker, terminate
 from pipeline.runtime.settings import Settings
-from pipeline.runtime.topics import create_topics
+from pipeline.runtime.topics import TABLES, create_topics
 from pipeline.sources.replay import replay
 from tools.synth import sample_days
 
@@ -282,7 +282,7 @@ def test_sample_through_the_worker_gives_the_alerts_of_scan(
         assert hops["signins"] > 0 and hops["by-ip"] > 0, hops
     # Either way each key's state sits in its own partition, where a worker that takes the
     # partition over recovers it from.
-    checked, wrong = misfiled(settings, ("user_risk", "user_state", "ip_state"))
+    checked, wrong = misfiled(settings, TABLES)
     assert checked > 0 and wrong == []
 
 
@@ -485,7 +485,7 @@ def test_two_workers_share_the_group_through_the_hops_and_give_the_alerts_of_sca
     assert sum(judged) == 427 and all(judged), judged  # both worked, nothing twice
     assert [stop(w) for w in workers] == [0, 0]
     assert read_topic(settings, signins)  # neither owned every partition: the hop was used
-    checked, wrong = misfiled(settings, ("user_risk", "user_state", "ip_state"))
+    checked, wrong = misfiled(settings, TABLES)
     assert checked > 0 and wrong == []
 
 

@@ -35,11 +35,10 @@ def test_specs_follow_the_settings() -> None:
         TopicSpec("p.by-ip", 6, compacted=False),
         TopicSpec("p.alerts", 6, compacted=False),
         TopicSpec("p.deadletter", 6, compacted=False),
-        TopicSpec("app-user_risk-changelog", 6, compacted=True),
         TopicSpec("app-user_state-changelog", 6, compacted=True),
         TopicSpec("app-ip_state-changelog", 6, compacted=True),
     ]
-    assert TABLES == ("user_risk", "user_state", "ip_state")
+    assert TABLES == ("user_state", "ip_state")
     table = describe(topic_specs(settings)).splitlines()
     assert table[0].split() == ["topic", "partitions", "cleanup.policy"]
     assert table[-1].split() == ["app-ip_state-changelog", "6", "compact"]
@@ -61,7 +60,7 @@ def test_create_topics_creates_every_spec_once(kafka_settings: Settings, admin: 
     assert {n: c["cleanup.policy"]["value"] for n, c in configs.items()} == {
         s.name: s.cleanup_policy for s in specs
     }
-    assert settings.changelog("user_risk") in {s.name for s in specs if s.compacted}
+    assert settings.changelog("user_state") in {s.name for s in specs if s.compacted}
 
     assert create_topics(settings, timeout_s=10) == []  # idempotent
 
@@ -69,7 +68,7 @@ def test_create_topics_creates_every_spec_once(kafka_settings: Settings, admin: 
 def test_an_existing_topic_with_another_partition_count_is_refused(
     kafka_settings: Settings, admin: Any
 ) -> None:
-    changelog = kafka_settings.changelog("user_risk")
+    changelog = kafka_settings.changelog("user_state")
     admin.create_topics({changelog: {"num_partitions": 1, "replication_factor": 1}})
 
     with pytest.raises(TopicMismatchError) as caught:

@@ -5,16 +5,18 @@ a format is read and written in one place.
 - The signins topic: one batch of normalized records per target partition. A Faust event or
   a send per sign-in cannot keep up (a Faust agent forwarding single events does about
   2k/s), so ingest takes many raw events at once and sends one message per target partition
-  for all of them. A message is a list of segments, one per raw event, each with that
-  event's timestamp (for end-to-end latency) and its records as orjson arrays of their
-  fields, tagged 0 for a sign-in and 1 for a risk record. Each record is serialized once by
-  ingest and decoded once by detect.
-- The by-ip topic: observations for the IP-keyed rules, per raw event.
-- The state tables (``pipeline.core.state``): ``USER_RISK`` (user_risk) and ``RULE_STATES``
-  (user_state, ip_state), each value orjson bytes of its JSON-ready row, the bytes the
-  tables' changelogs have always held.
+  for all of them. A message is a list of segments (``pipeline.core.segments``), one per
+  raw event: the event's timestamp (for end-to-end latency), its raw partition and offset,
+  the indexes of the records it carries when it carries only some, and those records as
+  orjson arrays of their fields, tagged 0 for a sign-in and 1 for a risk record. Each record
+  is serialized once by ingest and decoded once by detect.
+- The by-ip topic: observations for the IP-keyed rules, per raw event, each with the
+  source and position of its record.
+- The state tables (``pipeline.core.state``): ``RULE_STATES`` (user_state, ip_state), each
+  value orjson bytes of its JSON-ready dict.
 - JSON-ready rows (``dump_*``/``load_*``): an ``Observation`` (in the by-ip topic and in
-  risk-detection's state), a ``UserRisk``, an ``Incident`` (in every stateful rule's state).
+  risk-detection's state), a ``UserRisk`` (in the user's state), an ``Incident`` (in every
+  stateful rule's state).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from pipeline.core.records import (
     Device,
     Location,
     PolicyResult,
-    Record,
     RiskEvent,
     SignIn,
 )
 from pipeline.core.risk import UserRisk
+from pipeline.core.segments import Segment
 
 # The signins topic.
 
@@ -46,20 +48,16 @@ _SIGNIN, _RISK = 0, 1
 _S = {name: i for i, name in enumerate(SignIn._fields)}
 _R = {name: i for i, name in enumerate(RiskEvent._fields)}
 
-Segment = tuple[int, Sequence[Record]]
-"""Records of one raw event, with the event's enqueue time in epoch milliseconds."""
-
 
 def encode_batch(segments: Sequence[Segment]) -> bytes:
-    return join_segments([encode_segment(*segment) for segment in segments])
+    return join_segments([encode_segment(segment) for segment in segments])
 
 
-def encode_segment(enqueued_ms: int, records: Sequence[Record]) -> bytes:
+def encode_segment(segment: Segment) -> bytes:
     # orjson leaves NamedTuples to ``default``; ``list`` (C) turns each into its field array.
-    return orjson.dumps(
-        (enqueued_ms, [(_SIGNIN if isinstance(r, SignIn) else _RISK, r) for r in records]),
-        default=list,
-    )
+    enqueued_ms, records, partition, offset, indexes = segment
+    rows = [(_SIGNIN if isinstance(r, SignIn) else _RISK, r) for r in records]
+    return orjson.dumps((enqueued_ms, partition, offset, indexes, rows), default=list)
 
 
 def join_segments(encoded: Sequence[bytes]) -> bytes:
@@ -68,10 +66,16 @@ def join_segments(encoded: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
-def decode_batch(data: bytes) -> list[tuple[int, list[Record]]]:
+def decode_batch(data: bytes) -> list[Segment]:
     return [
-        (enqueued_ms, [_signin(row) if kind == _SIGNIN else _risk(row) for kind, row in rows])
-        for enqueued_ms, rows in orjson.loads(data)
+        Segment(
+            enqueued_ms,
+            [_signin(row) if kind == _SIGNIN else _risk(row) for kind, row in rows],
+            partition,
+            offset,
+            indexes,
+        )
+        for enqueued_ms, partition, offset, indexes, rows in orjson.loads(data)
     ]
 
 
@@ -117,13 +121,23 @@ def load_observation(row: Iterable[Any]) -> Observation:
     return Observation._make(values)
 
 
-def encode_observations(segments: Sequence[tuple[int, Sequence[Observation]]]) -> bytes:
+Located = tuple[Observation, str, int]
+"""An observation with the source and position of its record (``""`` and 0 without one):
+what the IP-keyed rules' state records as applied."""
+
+
+def encode_observations(segments: Sequence[tuple[int, Sequence[Located]]]) -> bytes:
     """The by-IP topic's message: observations for the IP-keyed rules, per raw event."""
-    return orjson.dumps([(t, [dump_observation(o) for o in obs]) for t, obs in segments])
+    return orjson.dumps(
+        [(t, [(source, at, dump_observation(o)) for o, source, at in obs]) for t, obs in segments]
+    )
 
 
-def decode_observations(data: bytes) -> list[tuple[int, list[Observation]]]:
-    return [(t, [load_observation(o) for o in obs]) for t, obs in orjson.loads(data)]
+def decode_observations(data: bytes) -> list[tuple[int, list[Located]]]:
+    return [
+        (t, [(load_observation(o), source, at) for source, at, o in obs])
+        for t, obs in orjson.loads(data)
+    ]
 
 
 # Rows of the stored types.
@@ -164,16 +178,5 @@ class Codec(Generic[V]):
     loads: Callable[[bytes], V]
 
 
-def _dumps_user_risk(risk: UserRisk) -> bytes:
-    return orjson.dumps(dump_user_risk(risk))
-
-
-def _loads_user_risk(data: bytes) -> UserRisk:
-    return load_user_risk(orjson.loads(data))
-
-
-USER_RISK: Codec[UserRisk] = Codec(_dumps_user_risk, _loads_user_risk)
-"""user_risk: a user's Identity Protection state, keyed by user id."""
 RULE_STATES: Codec[dict[str, Any]] = Codec(orjson.dumps, orjson.loads)
-"""user_state, ip_state: rule id -> [newest event time, the rule's JSON-ready state, the
-incident's row or null] (``pipeline.core.stateful``), keyed by user id or address."""
+"""user_state, ip_state: ``pipeline.core.state.RuleStates``, keyed by user id or address."""

@@ -25,9 +25,9 @@ from pipeline.core.policy import Policy
 from pipeline.core.records import Alert, Record, RiskEvent, SignIn
 from pipeline.core.rules import REGISTRY, AnyRule, Finding, Rule, RuleSettings, StatefulRule
 from pipeline.core.rules.base import Exceptions, IncidentSettings
-from pipeline.core.rules.windows import Hit, StatefulSettings
-from pipeline.core.state import KeyedState
-from pipeline.core.stateful import RuleStates, file_hit, run
+from pipeline.core.rules.windows import Hit, Sighting, StatefulSettings
+from pipeline.core.state import Keyed, KeyedState, RuleStates
+from pipeline.core.stateful import file_hit, run
 from pipeline.core.timeparse import format_time
 
 
@@ -102,7 +102,7 @@ class Engine:
         return False
 
     def process(
-        self, record: Record, book: KeyedState[risk.UserRisk], states: KeyedState[RuleStates]
+        self, record: Record, book: Keyed[risk.UserRisk], states: KeyedState[RuleStates]
     ) -> Judged:
         """One record in delivery order: a risk record updates ``book``, a sign-in is judged;
         both feed the user-keyed stateful rules, whose state is in ``states``."""
@@ -126,8 +126,18 @@ class Engine:
         if obs.user_id:
             for rule, settings in self.user_rules:
                 if rule.wants(obs) and rule.id not in excepted:
-                    self._stateful(rule, settings, states, obs.user_id, obs, alerts)
+                    item = Sighting(obs, record) if rule.sees_signin else obs
+                    self._stateful(rule, settings, states, obs.user_id, item, alerts)
         return Judged(enriched, alerts, self._for_ip_rules(obs, excepted))
+
+    def observe(self, record: Record, book: Keyed[risk.UserRisk]) -> Observation | None:
+        """What ``process`` hands the IP-keyed rules for ``record``, without judging it
+        again (the user-keyed state already holds it)."""
+        if not isinstance(record, SignIn) or not self.ip_rules or self.allowlisted(record):
+            return None
+        obs = Observation.of(self.enrich(record, book.get(record.subject_id)))
+        excepted = self._excepted_rules(record) if self._excepted else frozenset()
+        return self._for_ip_rules(obs, excepted)
 
     def _for_ip_rules(self, obs: Observation, excepted: frozenset[str]) -> Observation | None:
         wanted = any(rule.wants(obs) and rule.id not in excepted for rule, _ in self.ip_rules)
@@ -161,7 +171,7 @@ class Engine:
         settings: StatefulSettings,
         states: KeyedState[RuleStates],
         key: str,
-        item: Observation | RiskEvent,
+        item: Observation | Sighting | RiskEvent,
         out: list[Alert],
     ) -> None:
         due = run(rule, settings, states, key, item)
@@ -270,5 +280,9 @@ def incident_alert(
         mitre=rule.mitre,
         evidence=hit.evidence | {"signin_count": incident.total},
         next_steps=rule.next_steps,
-        links=alert_links(about.user_id if by_user else "", False, about.id),
+        links=alert_links(
+            about.user_id if by_user else "",
+            isinstance(rule, StatefulRule) and rule.workloads,
+            about.id,
+        ),
     )

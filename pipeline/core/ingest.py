@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from pipeline.core.codec import encode_segment, join_segments
 from pipeline.core.parse import parse_event
-from pipeline.core.records import Record
 from pipeline.core.rejects import Rejected, processing_error
+from pipeline.core.segments import Segment
 from pipeline.core.state import partition_for, record_key
 
 
@@ -26,8 +26,8 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    segments: list[tuple[int, list[Record]]]
-    """(enqueue time, records) of each raw event that had any, in delivery order."""
+    segments: list[Segment]
+    """Each raw event that had records, in delivery order."""
     sources: list[int]
     """Index of the raw event of each segment."""
     rejected: list[tuple[int, Rejected]]
@@ -43,9 +43,14 @@ class Ingested:
     records: int
 
 
-def receive(events: Sequence[tuple[bytes, int]], max_bytes: int) -> Received:
-    """``events`` are (raw bytes, enqueue time in epoch ms), in delivery order."""
-    segments: list[tuple[int, list[Record]]] = []
+def receive(
+    events: Sequence[tuple[bytes, int]],
+    max_bytes: int,
+    origins: Sequence[tuple[int, int]] | None = None,
+) -> Received:
+    """``events`` are (raw bytes, enqueue time in epoch ms), in delivery order; ``origins``
+    their (partition, offset) in the raw topic, where they have one."""
+    segments: list[Segment] = []
     sources: list[int] = []
     rejected: list[tuple[int, Rejected]] = []
     total = 0
@@ -58,28 +63,38 @@ def receive(events: Sequence[tuple[bytes, int]], max_bytes: int) -> Received:
         rejected += [(index, r) for r in parsed.rejected]
         if parsed.records:
             total += len(parsed.records)
-            segments.append((enqueued_ms, parsed.records))
+            partition, offset = origins[index] if origins is not None else (-1, 0)
+            segments.append(Segment(enqueued_ms, parsed.records, partition, offset))
             sources.append(index)
     return Received(segments, sources, rejected, total)
 
 
 def ingest(
-    events: Sequence[tuple[bytes, int]], partitions: int, max_bytes: int, batch_bytes: int
+    events: Sequence[tuple[bytes, int]],
+    partitions: int,
+    max_bytes: int,
+    batch_bytes: int,
+    origins: Sequence[tuple[int, int]] | None = None,
 ) -> Ingested:
     """Received events re-keyed to the signins partitions of their users.
 
     A batch stays under ``batch_bytes`` unless a single record is larger (brokers cap
     request sizes: Event Hubs' Kafka endpoint at 1 MB).
     """
-    received = receive(events, max_bytes)
-    groups: dict[int, list[tuple[int, list[Record]]]] = {}
-    """Partition -> (enqueue time, records) for each raw event that has records there."""
-    for enqueued_ms, records in received.segments:
-        mine: dict[int, list[Record]] = {}
-        for record in records:
-            mine.setdefault(partition_for(record_key(record), partitions), []).append(record)
+    received = receive(events, max_bytes, origins)
+    groups: dict[int, list[Segment]] = {}
+    """Partition -> the part of each raw event that has records there."""
+    for segment in received.segments:
+        records = segment.records
+        mine: dict[int, list[int]] = {}
+        for i, record in enumerate(records):
+            mine.setdefault(partition_for(record_key(record), partitions), []).append(i)
+        whole = len(mine) == 1
         for partition, chosen in mine.items():
-            groups.setdefault(partition, []).append((enqueued_ms, chosen))
+            part = [records[i] for i in chosen]
+            groups.setdefault(partition, []).append(
+                segment._replace(records=part, indexes=None if whole else chosen)
+            )
     batches = [
         Batch(partition, data, count)
         for partition, segments in groups.items()
@@ -88,7 +103,7 @@ def ingest(
     return Ingested(batches, received.rejected, received.records)
 
 
-def _pack(segments: list[tuple[int, list[Record]]], limit: int) -> list[tuple[bytes, int]]:
+def _pack(segments: list[Segment], limit: int) -> list[tuple[bytes, int]]:
     """Consecutive segments joined into batches of at most ``limit`` bytes, in order."""
     out: list[tuple[bytes, int]] = []
     parts: list[bytes] = []
@@ -105,15 +120,21 @@ def _pack(segments: list[tuple[int, list[Record]]], limit: int) -> list[tuple[by
     return out
 
 
-def _encoded(segments: list[tuple[int, list[Record]]], limit: int) -> Iterator[tuple[bytes, int]]:
+def _encoded(segments: list[Segment], limit: int) -> Iterator[tuple[bytes, int]]:
     """Each segment encoded once; one over the limit is halved until it fits (rare: a
     normalized record is about a fifth of its raw size)."""
-    for enqueued_ms, records in segments:
-        part = encode_segment(enqueued_ms, records)
+    for segment in segments:
+        part = encode_segment(segment)
+        records = segment.records
         if len(part) + 2 > limit and len(records) > 1:
             half = len(records) // 2
+            indexes = segment.indexes or list(range(len(records)))
             yield from _encoded(
-                [(enqueued_ms, records[:half]), (enqueued_ms, records[half:])], limit
+                [
+                    segment._replace(records=records[:half], indexes=indexes[:half]),
+                    segment._replace(records=records[half:], indexes=indexes[half:]),
+                ],
+                limit,
             )
         else:
             yield part, len(records)

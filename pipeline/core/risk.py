@@ -3,9 +3,9 @@
 A sign-in carries its own levels (during sign-in, aggregated) and a state. Identity
 Protection also reports the *user's* state separately (RiskyUsers, UserRiskEvents), often
 minutes or hours later. The effective risk combines both; ``remediated``, ``dismissed`` and
-``confirmedSafe`` clear a level. ``update`` keeps the per-user state in a ``KeyedState``
-keyed by user id: ``scan`` holds it in memory in event-time order, the streaming worker in
-its user_risk table.
+``confirmedSafe`` clear a level. ``update`` keeps the per-user state keyed by user id, as
+an entry of the user's state (``pipeline.core.state``): ``scan`` holds it in memory in
+event-time order, the streaming worker in its user_state table.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pipeline.core.records import Category, RiskEvent, SignIn
 
 if TYPE_CHECKING:
-    from pipeline.core.state import KeyedState
+    from pipeline.core.state import Keyed
 
 LEVELS = ("none", "low", "medium", "high")
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
@@ -117,7 +117,7 @@ def effective(signin: SignIn, user: UserRisk | None) -> EffectiveRisk:
     )
 
 
-def update(users: KeyedState[UserRisk], event: RiskEvent) -> None:
+def update(users: Keyed[UserRisk], event: RiskEvent) -> None:
     """``event`` applied to its user's state in ``users`` (put only when it changes it); a
     record without a user id is nobody's."""
     if not event.user_id:

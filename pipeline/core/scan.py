@@ -19,13 +19,14 @@ from typing import BinaryIO
 
 import orjson
 
-from pipeline.core.codec import RULE_STATES, USER_RISK
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine, alert_json
 from pipeline.core.driver import Detected, Driver
 from pipeline.core.incidents import Tracker
 from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES, parse_file
 from pipeline.core.policy import Policy
 from pipeline.core.records import Alert, Record, RiskEvent, SignIn
+from pipeline.core.segments import Segment
 from pipeline.core.state import KeyedState
 
 
@@ -167,8 +168,7 @@ def detect(
                     rejects.write(rejected.to_json(source=f"{source}:{rejected.line}") + b"\n")
         records = _in_event_time(records)
 
-        states = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
-        driver = Driver(Engine(policy), KeyedState(USER_RISK), *states, partitions=1)
+        driver = Driver(Engine(policy), KeyedState(RULE_STATES), KeyedState(RULE_STATES), 1)
         seen_signins: set[str] = set()
         stats.categories.update(map(attrgetter("category"), records))
         # A repeated sign-in id is counted, not dropped: the worker cannot drop it (two records
@@ -180,7 +180,7 @@ def detect(
                     stats.duplicate_signins += 1
                 seen_signins.add(record.id)
         for start in range(0, len(records), _CHUNK):
-            result = driver.segments([(0, records[start : start + _CHUNK])], direct=True)
+            result = driver.segments([Segment(0, records[start : start + _CHUNK])], direct=True)
             driver.flush()
             stats.outlook_version_unknown += sum(
                 e.client.family == "outlook-mobile" and not e.client.version

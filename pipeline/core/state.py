@@ -1,18 +1,19 @@
 """Keyed state: what the detect stages keep per user or address, and when it is written.
 
-Each of the three state tables (user_risk, user_state, ip_state) is a mapping of key to the
-bytes its codec (``pipeline.core.codec``) makes: a dict in ``scan``, a Faust table in the worker,
-whose changelog makes the state survive a restart. ``KeyedState`` is the only way either is
-read or written:
+Two state tables: user_state (per user or workload: the user's Identity Protection risk and
+the user-keyed rules' windows, one value so that one changelog record carries all of a
+user's state at once) and ip_state (the IP-keyed rules' windows). Each is a mapping of key to
+the bytes its codec (``pipeline.core.codec``) makes: a dict in ``scan``, a Faust table in
+the worker, whose changelog makes the state survive a restart. ``KeyedState`` is the only
+way either is read or written:
 
-- ``get`` reads a key from the store once and keeps its decoded value;
-- ``put`` changes only that kept value and marks the key touched: nothing is written;
-- ``flush`` writes each touched key once (a table write is a changelog send), a value that
-  is None or empty as a deletion, and forgets what it kept. The store is written then and
-  at no other time.
-
-The worker flushes at the end of each call of the driver and each sweep, inside the event
-being processed: Faust sends a table's changelog records from the current event.
+- ``get`` reads a key once and keeps its decoded value until the next ``flush``;
+- ``put`` changes only that kept value and marks the key touched;
+- ``flush`` encodes each touched key once (exactly sized: orjson's buffer would keep ~4 KB
+  allocated per value) and forgets what it kept. Without ``deferred`` it writes the store
+  there and then (``scan``). With it (the worker) the bytes wait in memory, readable, until
+  ``write`` puts them in the store: once per commit, just before the offsets they cover are
+  committed, so a key changed by a thousand sign-ins costs one changelog record.
 
 A key lives in one partition of every table (``partition_for``): ingest routes each record
 to the partition of its key (``record_key``), so a user's records meet the user's state.
@@ -21,13 +22,22 @@ to the partition of its key (``record_key``), so a user's records meet the user'
 from __future__ import annotations
 
 import zlib
-from collections.abc import MutableMapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, MutableMapping
+from typing import Any, Generic, Protocol, TypeVar
 
-from pipeline.core.codec import Codec
+from pipeline.core.codec import Codec, dump_user_risk, load_user_risk
 from pipeline.core.records import Record, SignIn
+from pipeline.core.risk import UserRisk
 
 V = TypeVar("V")
+RuleStates = dict[str, Any]
+"""A key's value in user_state and ip_state: rule id -> [newest event time, the rule's state,
+the incident's row or None] (``pipeline.core.stateful``), and entries named ``@...`` that
+are not rules' (the user's risk, the source positions applied)."""
+RISK = "@risk"
+"""The entry of a user's state that holds the user's Identity Protection risk."""
+MARKS = "@applied"
+"""The entry that holds, per source, the position of the last record applied to the key."""
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -43,15 +53,29 @@ def record_key(record: Record) -> str:
     return record.user_id or record.id
 
 
-class KeyedState(Generic[V]):
-    """One table's state: reads kept, writes collected, each touched key written once by
-    ``flush``."""
+class Keyed(Protocol[V]):
+    """What the detect stages need of state: a value per key, read and replaced."""
 
-    def __init__(self, codec: Codec[V], store: MutableMapping[str, bytes] | None = None) -> None:
+    def get(self, key: str) -> V | None: ...
+
+    def put(self, key: str, value: V | None) -> None: ...
+
+
+class KeyedState(Generic[V]):
+    """One table's state: reads kept, writes collected, each touched key encoded once by
+    ``flush`` and stored by it or, ``deferred``, by ``write``."""
+
+    def __init__(
+        self,
+        codec: Codec[V],
+        store: MutableMapping[str, bytes] | None = None,
+        deferred: bool = False,
+    ) -> None:
         self._codec = codec
         self._store: MutableMapping[str, bytes] = {} if store is None else store
         self._kept: dict[str, V | None] = {}
         self._touched: set[str] = set()
+        self._pending: dict[str, bytes | None] | None = {} if deferred else None
 
     def get(self, key: str) -> V | None:
         """The key's value (None when it has none): read and decoded on the first get after
@@ -59,25 +83,51 @@ class KeyedState(Generic[V]):
         kept = self._kept
         if key in kept:
             return kept[key]
-        stored = self._store.get(key)
+        pending = self._pending
+        stored = pending[key] if pending and key in pending else self._store.get(key)
         value = kept[key] = self._codec.loads(stored) if stored else None
         return value
 
     def put(self, key: str, value: V | None) -> None:
-        """The key's new value, written by the next ``flush``; None or empty deletes it."""
+        """The key's new value, stored by the next ``flush``; None or empty deletes it."""
         self._kept[key] = value
         self._touched.add(key)
 
+    def touched(self, key: str) -> bool:
+        """Whether ``put`` changed the key since the last flush."""
+        return key in self._touched
+
     def flush(self) -> None:
-        store, dumps = self._store, self._codec.dumps
-        for key in self._touched:
-            value = self._kept[key]
-            if value:
-                store[key] = dumps(value)
-            elif key in store:
-                del store[key]
+        dumps, pending = self._codec.dumps, self._pending
+        encoded = {
+            key: memoryview(dumps(value)).tobytes() if (value := self._kept[key]) else None
+            for key in self._touched
+        }
+        if pending is None:
+            self._store_all(encoded)
+        else:
+            pending.update(encoded)
         self._touched.clear()
         self._kept.clear()
+
+    def write(self) -> int:
+        """Put what earlier flushes encoded into the store (a deferred state's changelog
+        writes); how many keys that wrote."""
+        pending = self._pending
+        if not pending:
+            return 0
+        self._store_all(pending)
+        written = len(pending)
+        pending.clear()
+        return written
+
+    def _store_all(self, encoded: dict[str, bytes | None]) -> None:
+        store = self._store
+        for key, data in encoded.items():
+            if data is not None:
+                store[key] = data
+            elif key in store:
+                del store[key]
 
     def discard(self) -> None:
         """Forget what was read and changed since the last flush: the store is as it was."""
@@ -85,5 +135,42 @@ class KeyedState(Generic[V]):
         self._kept.clear()
 
     def stored_keys(self) -> list[str]:
-        """The keys in the store (what ``flush`` has written), for the sweep."""
-        return list(self._store)
+        """The keys that have a value (what ``flush`` has stored or holds for ``write``),
+        for the sweep."""
+        pending = self._pending
+        if not pending:
+            return list(self._store)
+        stored = [key for key in self._store if key not in pending]
+        return stored + [key for key, data in pending.items() if data is not None]
+
+
+class Entry(Generic[V]):
+    """One named entry of the values of a ``KeyedState`` of ``RuleStates``, as a keyed value
+    of its own: the user's risk lives in the user's state, so both change in one record."""
+
+    def __init__(
+        self,
+        state: KeyedState[RuleStates],
+        name: str,
+        load: Callable[[Any], V],
+        dump: Callable[[V], Any],
+    ) -> None:
+        self._state, self._name, self._load, self._dump = state, name, load, dump
+
+    def get(self, key: str) -> V | None:
+        value = self._state.get(key)
+        row = value.get(self._name) if value else None
+        return None if row is None else self._load(row)
+
+    def put(self, key: str, value: V | None) -> None:
+        current = self._state.get(key) or {}
+        if value is None:
+            current.pop(self._name, None)
+        else:
+            current[self._name] = self._dump(value)
+        self._state.put(key, current)
+
+
+def user_risk(users: KeyedState[RuleStates]) -> Entry[UserRisk]:
+    """The users' Identity Protection risk, kept in their state."""
+    return Entry(users, RISK, load_user_risk, dump_user_risk)

@@ -17,12 +17,8 @@ from pipeline.core.enrich import Observation
 from pipeline.core.ids import Incident, alert_id
 from pipeline.core.records import RiskEvent
 from pipeline.core.rules.base import IncidentSettings, rank_severity
-from pipeline.core.rules.windows import Hit, StatefulRule, StatefulSettings
-from pipeline.core.state import KeyedState
-
-RuleStates = dict[str, Any]
-"""A key's value in user_state and ip_state: rule id -> [newest event time, the rule's state,
-the incident's row or None] (``pipeline.core.codec.RULE_STATES``)."""
+from pipeline.core.rules.windows import Hit, Sighting, StatefulRule, StatefulSettings
+from pipeline.core.state import MARKS, KeyedState, RuleStates
 
 
 def merge(
@@ -62,10 +58,15 @@ def merge(
 
 def expire(states: KeyedState[RuleStates], keys: Iterable[str], before: float) -> int:
     """Drop keys whose every rule state was last touched before ``before`` (event time) and
-    flush; the worker's sweep, so idle users and addresses do not hold memory forever."""
+    that hold nothing else but the positions applied (a user's risk stays), and flush; the
+    worker's sweep, so idle users and addresses do not hold memory forever."""
     dropped = 0
     for key in keys:
-        if all(entry[0] < before for entry in (states.get(key) or {}).values()):
+        value = states.get(key) or {}
+        if all(
+            entry[0] < before if not name.startswith("@") else name == MARKS
+            for name, entry in value.items()
+        ):
             states.put(key, None)
             dropped += 1
     states.flush()
@@ -77,7 +78,7 @@ def run(
     settings: StatefulSettings,
     states: KeyedState[RuleStates],
     key: str,
-    item: Observation | RiskEvent,
+    item: Observation | Sighting | RiskEvent,
 ) -> tuple[Incident, Hit] | None:
     """One observation (or risk record) through one rule for one key; the incident and
     hit when an alert version is due. Expired state is dropped as it is touched."""

@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
+from faust.streams import _current_event
 
 from pipeline.core.codec import (
     RULE_STATES,
-    USER_RISK,
     decode_batch,
     decode_observations,
     encode_observations,
@@ -36,11 +38,12 @@ from pipeline.core.ingest import Received, ingest, receive
 from pipeline.core.policy import Policy
 from pipeline.core.records import Alert
 from pipeline.core.rejects import Rejected, processing_error
-from pipeline.core.state import KeyedState, partition_for
-from pipeline.core.stateful import RuleStates, expire
+from pipeline.core.state import KeyedState, RuleStates, partition_for
+from pipeline.core.stateful import expire
 from pipeline.core.timeparse import format_time
 from pipeline.runtime import metrics
 from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import TABLES
 
 NOISY_LOGGERS = ("faust", "aiokafka", "mode", "kafka")
 log = logging.getLogger(__name__)
@@ -99,6 +102,26 @@ class KeyedTable(faust.Table[Any, Any]):
 
     def partition_for_key(self, key: Any) -> int:
         return partition_for(key, self.partitions or self.app.conf.topic_partitions)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # Faust's RocksDB store files a value under the partition of the event being
+        # processed, and state is written at commit time, outside any event: the write runs
+        # as if inside an event of the key's own partition.
+        filed = _Filed(self.partition_for_key(key))
+        token = _current_event.set(weakref.ref(filed))  # type: ignore[arg-type]
+        try:
+            super().__setitem__(key, value)
+        finally:
+            _current_event.reset(token)
+
+
+class _Filed:
+    """What Faust's stores read of the current event: its message's partition."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
@@ -180,18 +203,23 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             value_serializer="raw",
             partitions=settings.partitions,
         )
-        # Values are the bytes pipeline.core.codec makes, read and written through KeyedState.
-        tables = {
-            name: app.Table(name, default=None, value_type=bytes, partitions=settings.partitions)
-            for name in ("user_risk", "user_state", "ip_state")
-        }
+        # Values are the bytes pipeline.core.codec makes, read and written through KeyedState,
+        # which writes a table (sends its changelog records) only when offsets are committed.
         users, addresses = (
-            Sweeper(KeyedState(RULE_STATES, tables[name]), engine, settings)
-            for name in ("user_state", "ip_state")
+            Sweeper(
+                KeyedState(
+                    RULE_STATES,
+                    app.Table(name, default=None, value_type=bytes, partitions=settings.partitions),
+                    deferred=True,
+                ),
+                engine,
+                settings,
+            )
+            for name in TABLES
         )
-        user_risk = KeyedState(USER_RISK, tables["user_risk"])
-        driver = Driver(engine, user_risk, users.state, addresses.state, settings.partitions)
+        driver = Driver(engine, users.state, addresses.state, settings.partitions)
         judge = Judge(driver, users, addresses, alerts)
+        app.write_state = judge.write_state  # type: ignore[attr-defined]
         _detect_agent(app, judge, signins, by_ip, dead_letter)
         _by_ip_agent(app, judge, by_ip, dead_letter)
     if settings.stage in ("all", "ingest"):
@@ -255,6 +283,15 @@ class Judge:
     def __init__(self, driver: Driver, users: Sweeper, addresses: Sweeper, alerts: Any):
         self.driver, self.users, self.addresses, self.alerts = driver, users, addresses, alerts
 
+    def write_state(self) -> None:
+        """Write what the agents flushed since the last commit to the tables, each changed
+        key once; the consumer calls this just before it commits offsets (after which the
+        producer, changelog records included, is flushed), so state reaches its changelog
+        before the offsets that cover it are committed, and a key changed by many sign-ins
+        in one commit interval costs one changelog record."""
+        written = self.users.state.write() + self.addresses.state.write()
+        metrics.STATE_WRITES.inc(written)
+
     async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
         for enqueued_ms, found in segments:
             for alert in found:
@@ -306,15 +343,20 @@ def _ingest_agent(
         async for events in takes:
             started = time.perf_counter()
             arrived = [(event.value, _enqueued_ms(event.message)) for event in events]
+            origins = [(event.message.partition, event.message.offset) for event in events]
             # Checked per take: a worker joining the group ends the shortcut at once.
             if direct is not None and _can_judge_directly(app, settings):
-                received = receive(arrived, settings.max_event_bytes)
+                received = receive(arrived, settings.max_event_bytes, origins)
                 rejected = received.rejected
                 metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
                 await _judge_directly(direct, outbox, received, events, everything, dead_letter)
             else:
                 result = ingest(
-                    arrived, settings.partitions, settings.max_event_bytes, settings.max_batch_bytes
+                    arrived,
+                    settings.partitions,
+                    settings.max_event_bytes,
+                    settings.max_batch_bytes,
+                    origins,
                 )
                 rejected = result.rejected
                 for batch in result.batches:
@@ -421,7 +463,7 @@ def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLett
             await judge.send(outbox, found)
             await outbox.drain()
             judge.driver.flush(users=False)
-            newest = max((o.time for _, obs in batch for o in obs), default=0.0)
+            newest = max((o.time for _, located in batch for o, _, _ in located), default=0.0)
             judge.addresses.maybe_sweep(frozenset((event.message.partition,)), newest)
             metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
 

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError, for_code
 
 from pipeline.runtime.settings import TOPIC_NAMES, Settings
 
-TABLES = ("user_risk", "user_state", "ip_state")
+TABLES = ("user_state", "ip_state")
 """Faust tables; each has a compacted changelog partitioned like the signins topic."""
 
 _TOPIC_ALREADY_EXISTS = 36
