@@ -324,9 +324,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.sources.replay import replay
 
-    for path in args.paths:
-        if path != "-" and not Path(path).is_file():
-            return _fail(f"{path}: no such file")
+    if missing := _missing_input(args.paths):
+        return _fail(missing)
     try:
         with interrupt_on_signals():
             stats = replay(args.paths, _settings(), rate=args.rate, progress=not args.quiet)
@@ -406,9 +405,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.runtime.demo import run_demo
 
-    for path in args.paths:
-        if not Path(path).is_file():
-            return _fail(f"{path}: no such file")
+    if missing := _missing_input(args.paths):
+        return _fail(missing)
     if args.policy:
         try:
             load_policy(args.policy)
@@ -439,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signin-risk", description="Real-time Entra ID sign-in risk detection."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     scan = sub.add_parser("scan", help="detect over files offline; alerts as JSON lines")
@@ -578,10 +578,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         args.bench_args = rest
+    elif rest == ["--debug"]:  # also accepted after the command's name
+        args.debug = True
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except Exception as exc:  # one line, not a traceback: see pipeline.runtime.failures
+        if args.debug:
+            raise
+        from pipeline.runtime.failures import explain
+
+        return _fail(explain(exc))
     return code
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("signin-risk")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

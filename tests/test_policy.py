@@ -162,7 +162,7 @@ BAD = [
     pytest.param(
         "rules:\n  legacy-auht:\n    enabled: false\n",
         "rules.legacy-auht",
-        "Extra inputs are not permitted",
+        "unknown rule id; did you mean 'legacy-auth'? valid ids: ",
         id="unknown rule id",
     ),
     pytest.param(

@@ -12,6 +12,7 @@ from kafka import KafkaConsumer
 
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
+from pipeline.sources.inputs import InputError
 from pipeline.sources.replay import (
     ReplayError,
     envelopes,
@@ -89,7 +90,7 @@ def test_replay_refuses_a_missing_topic_instead_of_auto_creating_it(
     path.write_bytes(b"{}\n")
     with pytest.raises(ReplayError, match="does not exist"):
         replay([str(path)], kafka_settings, progress=False)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such file"):
         replay([str(tmp_path / "missing.json")], kafka_settings, progress=False)
 
 

@@ -7,6 +7,7 @@ validated with the same precision as the top level.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,7 +163,17 @@ def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    loc = first["loc"]
+    if first["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "rules":
+        return f"{key}: {_unknown_rule(str(loc[1]))}{more}"
     return f"{key}: {first['msg']}{more}"
+
+
+def _unknown_rule(name: str) -> str:
+    """A misspelt rule id would otherwise read as "extra inputs are not permitted"."""
+    close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown rule id; {hint}valid ids: {', '.join(sorted(REGISTRY))}"
 
 
 def policy_from_data(data: Any, source: str = "<policy>") -> Policy:

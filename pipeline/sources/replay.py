@@ -34,6 +34,7 @@ from tqdm import tqdm
 from pipeline.runtime.procs import FLUSH_S
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import admin_client
+from pipeline.sources.inputs import expand, open_input
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,14 @@ def replay(
     ``rate`` limits throughput to that many *records* per second, as estimated per message
     (see ``records_in_line``), averaged from the start: a pause never leads to a burst
     larger than what was missed. Raises ``ReplayError`` if the topic is missing or any
-    message failed; ``FileNotFoundError`` before sending anything if a path is missing.
+    message failed; ``InputError`` before sending anything if a path is missing.
+    Directories stand for the files below them; gzip is decompressed.
     A ``KeyboardInterrupt`` (a stop signal) leaves at once, giving what was already sent
     ``FLUSH_S`` to be acknowledged.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    for path in paths:
-        if path != "-" and not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such file")
+    paths = expand(paths)  # InputError, an OSError, for a missing one
     topic = settings.topic("raw")
     _require_topic(settings, topic)
     producer = KafkaProducer(
@@ -120,7 +120,7 @@ def replay(
     try:
         for path in paths:
             file_start = sent_bytes
-            with _open(path) as stream:
+            with open_input(path) as stream:
                 name = "<stdin>" if path == "-" else path
                 for msg in iter_messages(stream, name, settings.max_event_bytes):
                     if rate is not None:
@@ -281,12 +281,3 @@ def _require_topic(settings: Settings, topic: str) -> None:
             f"{answer['error_code']}): create the topics first; producing would auto-create "
             "it with the broker's default partition count"
         )
-
-
-@contextlib.contextmanager
-def _open(path: str) -> Iterator[BinaryIO]:
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    with open(path, "rb") as stream:
-        yield stream
