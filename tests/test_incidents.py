@@ -29,6 +29,7 @@ from pipeline.core.incidents import (
 from pipeline.core.policy import Policy, PolicyError, policy_from_data
 from pipeline.core.scan import scan
 from pipeline.core.timeparse import format_time
+from pipeline.sinks.webhook import slack_message, teams_message
 
 START = datetime(2026, 3, 2, 8, tzinfo=UTC)
 USER = "5b8c0d1e-2f3a-4b5c-9d6e-7f8091a2b3c4"
@@ -82,8 +83,8 @@ def test_a_brute_force_then_a_risky_signin_is_one_incident_raised_a_step() -> No
     assert incident["alert_count"] == 2
     assert incident["severity"] == "critical"  # high, one step up
     assert incident["escalation"] == [IncidentPolicy().escalate[0].why]
-    assert "brute-force then risky-signin" in incident["narrative"]
-    assert "raised to critical" in incident["narrative"]
+    assert "brute-force then risky-signin" in incident["summary"]
+    assert "raised to critical" in incident["summary"]
 
 
 def test_alerts_on_one_signin_never_escalate_each_other() -> None:
@@ -254,7 +255,7 @@ def test_incident_formats_are_valid_and_relate_their_alerts() -> None:
         assert header[4] == "incident"
         assert ext["externalId"] == incident["id"]
         assert (ext["cn2Label"], ext["cn2"]) == ("alertCount", str(incident["alert_count"]))
-        assert ext["msg"] == incident["narrative"]
+        assert ext["msg"] == incident["summary"]
 
 
 def test_pseudonymised_incidents_quote_no_user_or_address() -> None:
@@ -280,3 +281,10 @@ def test_scan_incidents_option_writes_a_private_file(tmp_path: Path) -> None:
     assert [a["incident_id"] for a in alerts_of(result)] == [a["incident_id"] for a in ALERTS]
     plain = run("scan")
     assert all("incident_id" not in a for a in alerts_of(plain))
+
+
+def test_chat_sinks_take_an_incident_as_they_take_an_alert() -> None:
+    for incident in INCIDENTS:
+        teams = orjson.dumps(teams_message(incident)).decode()
+        slack = orjson.dumps(slack_message(incident)).decode()
+        assert incident["title"] in teams and incident["title"][:140] in slack

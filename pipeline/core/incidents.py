@@ -48,6 +48,8 @@ MAX_ALERTS = 50
 MAX_ENTITIES = 20
 """Values per entity list (users, addresses, countries, apps, clients)."""
 ANY_RULE = "*"
+INCIDENT = "incident"
+"""An incident's ``rule``: never a rule id, so receivers tell incidents from alerts by it."""
 
 
 class Escalation(BaseModel):
@@ -273,14 +275,17 @@ def narrative(state: State) -> str:
 
 
 def record(state: State) -> dict[str, Any]:
-    """The incident as it is sent and written (its JSON form)."""
+    """The incident as it is sent and written (its JSON form). ``rule``, ``title``,
+    ``summary`` (the narrative) and ``time`` (its last alert's) are the alert's fields of
+    the same meaning, so every sink takes an incident as it takes an alert."""
     who = state["user"] or state["user_id"] if state["kind"] == "user" else state["ip"]
     return {
         "id": state["id"],
+        "rule": INCIDENT,
         "kind": state["kind"],
         "severity": severity(state),
         "title": f"Incident: {', '.join(state['rules'])} ({who})",
-        "narrative": narrative(state),
+        "summary": narrative(state),
         "first": _when(state["first"]),
         "time": _when(state["last"]),
         "tenant_id": state["tenant_id"],
@@ -298,7 +303,7 @@ def record(state: State) -> dict[str, Any]:
 
 def is_incident(document: Mapping[str, Any]) -> bool:
     """An incident record rather than an alert (both travel as JSON objects)."""
-    return "alert_ids" in document and "narrative" in document
+    return document.get("rule") == INCIDENT and "alert_ids" in document
 
 
 class Tracker:

@@ -19,8 +19,8 @@ from typing import Any
 from pipeline.alerts.formats.cef import to_cef
 from pipeline.alerts.formats.ecs import to_ecs
 from pipeline.alerts.formats.ocsf import to_ocsf
+from pipeline.core.incidents import INCIDENT
 
-INCIDENT_RULE = "incident"
 _DETECTION_FINDING = 200401
 
 
@@ -40,11 +40,11 @@ def as_alert(incident: dict[str, Any]) -> dict[str, Any]:
     }
     alert = {
         "id": incident["id"],
-        "rule": INCIDENT_RULE,
+        "rule": INCIDENT,
         "severity": incident["severity"],
         "time": incident["time"],
         "title": incident["title"],
-        "summary": incident.get("narrative"),
+        "summary": incident.get("summary"),
         "tenant_id": incident.get("tenant_id"),
         "user": incident.get("user"),
         "user_id": incident.get("user_id"),
