@@ -9,6 +9,7 @@ import io
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -194,20 +195,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = open_private(args.output, _settings().file_mode_bits)
     except OSError as exc:
         return _fail(f"{args.output}: cannot write: {exc.strerror}")
-    # tqdm draws only on a terminal (disable=None), on stderr.
-    with out, tqdm(desc="reading", unit=" file", disable=None, leave=False) as bar:
+    # tqdm draws only on a terminal (disable=None), on stderr: files read, then records judged.
+    with out, ExitStack() as bars:
 
         def reading() -> Iterator[tuple[str, bytes]]:
+            bar = bars.enter_context(tqdm(desc="reading", unit=" file", disable=None, leave=False))
             for name, data in _read_inputs(args.paths, "report"):
                 bar.update(1)
                 yield name, data
+            bar.close()
+
+        judging: list[tqdm[Any]] = []
 
         def judged(done: int, total: int) -> None:
-            bar.set_description("judging")
-            bar.unit = " record"
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            if not judging:
+                bar = tqdm(desc="judging", total=total, unit=" record", disable=None, leave=False)
+                judging.append(bars.enter_context(bar))
+            judging[0].update(done - judging[0].n)
 
         try:
             tally = collect(reading(), policy, mask, args.max_event_bytes, judged)
