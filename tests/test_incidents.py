@@ -20,11 +20,13 @@ from pipeline.alerts.privacy import restrict
 from pipeline.core.incidents import (
     MAX_ALERTS,
     IncidentPolicy,
+    States,
     Tracker,
     entity,
     incident_id,
     is_incident,
     step,
+    track,
 )
 from pipeline.core.policy import Policy, PolicyError, policy_from_data
 from pipeline.core.scan import scan
@@ -288,3 +290,16 @@ def test_chat_sinks_take_an_incident_as_they_take_an_alert() -> None:
         teams = orjson.dumps(teams_message(incident)).decode()
         slack = orjson.dumps(slack_message(incident)).decode()
         assert incident["title"] in teams and incident["title"][:140] in slack
+
+
+def test_track_keeps_an_incident_with_its_entitys_state() -> None:
+    """The worker's call: a user's incident in the users' state, a spray's in the addresses'."""
+    users, addresses = States(), States()
+    spray = alert("password-spray", 0, ("x",), user="", user_id="")
+    first_id, version = track(users, addresses, alert("legacy-auth", 0, ("a",)), IncidentPolicy())
+    assert version is not None and version["id"] == first_id
+    spray_id, _ = track(users, addresses, spray, IncidentPolicy())
+    assert set(users) == {USER} and set(addresses) == {"203.0.113.9"}
+    assert users[USER]["id"] == first_id and addresses["203.0.113.9"]["id"] == spray_id
+    again = track(users, addresses, alert("legacy-auth", 0, ("a",)), IncidentPolicy())
+    assert again == (first_id, None), "a redelivery sends no new version"

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pipeline.core.ids import alert_id
 from pipeline.core.rules import REGISTRY, StatefulRule
 from pipeline.core.rules.base import rank_severity, shift
+from pipeline.core.state import Keyed
 from pipeline.core.timeparse import format_time, parse_time
 
 State = dict[str, Any]
@@ -306,21 +307,43 @@ def is_incident(document: Mapping[str, Any]) -> bool:
     return document.get("rule") == INCIDENT and "alert_ids" in document
 
 
+def track(
+    users: Keyed[State], addresses: Keyed[State], alert: AnyAlert, policy: IncidentPolicy
+) -> tuple[str, dict[str, Any] | None]:
+    """The one call per alert version, ``scan``'s and the worker's: the alert's incident id,
+    and the incident's new version when one is due. The state lives with the entity's other
+    state: the user's (``users``, keyed by user id) or the address's (``addresses``)."""
+    kind, key = entity(alert)
+    states = users if kind == "user" else addresses
+    state, changed = step(states.get(key), alert, policy)
+    states.put(key, state)
+    return str(state["id"]), record(state) if changed else None
+
+
+class States(dict[str, Any]):
+    """A dict as keyed state (``pipeline.core.state.Keyed``), for offline runs."""
+
+    def put(self, key: str, value: Any) -> None:
+        if value is None:
+            self.pop(key, None)
+        else:
+            self[key] = value
+
+
 class Tracker:
-    """Incidents over alerts in the order they are raised, states in a dict: ``scan``'s.
+    """Incidents over alerts in the order they are raised, states in dicts: ``scan``'s.
 
     ``add`` returns the alert's incident id; ``incidents`` keeps the last version of each
     incident, in the order incidents were opened."""
 
     def __init__(self, policy: IncidentPolicy) -> None:
         self.policy = policy
-        self.states: dict[str, State] = {}
+        self.states = States()
+        """Users' and addresses' states in one dict: a user id never reads as an address."""
         self.incidents: dict[str, dict[str, Any]] = {}
 
     def add(self, alert: AnyAlert) -> str:
-        _, key = entity(alert)
-        state, changed = step(self.states.get(key), alert, self.policy)
-        self.states[key] = state
-        if changed:
-            self.incidents[state["id"]] = record(state)
-        return str(state["id"])
+        incident_id, version = track(self.states, self.states, alert, self.policy)
+        if version is not None:
+            self.incidents[incident_id] = version
+        return incident_id

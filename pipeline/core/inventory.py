@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.clientapp import MOBILE_PLATFORMS, version_tuple
+from pipeline.core.incidents import States
+from pipeline.core.state import Keyed
 from pipeline.core.timeparse import format_time
 
 if TYPE_CHECKING:
@@ -136,18 +138,26 @@ def _when(t: float) -> str:
     return format_time(datetime.fromtimestamp(t, UTC))
 
 
+def observe(users: Keyed[State], e: Enriched, policy: Policy) -> bool:
+    """The one call per enriched sign-in, ``scan``'s and the worker's: the user's inventory
+    (kept with the user's other state, keyed by user id) after ``e``; whether it changed."""
+    key = e.signin.subject_id
+    state = step(users.get(key), e, policy)
+    if state is None:
+        return False
+    users.put(key, state)
+    return True
+
+
 class Inventory:
     """Every user's inventory in a dict: ``scan``'s and ``inventory``'s."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.users: dict[str, State] = {}
+        self.users = States()
 
     def add(self, e: Enriched) -> None:
-        key = e.signin.subject_id
-        state = step(self.users.get(key), e, self.policy)
-        if state is not None:
-            self.users[key] = state
+        observe(self.users, e, self.policy)
 
     def rows(self, non_compliant: bool = False) -> list[dict[str, Any]]:
         """Every row, by user (UPN); with ``non_compliant`` only the clients that are not."""
