@@ -34,9 +34,20 @@ CHARTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The sample, and a file with a good sign-in and two bad lines (for the rejects chart)."""
+CORPUS = REPO.parent / "shared" / "corpus" / "public"
+
+
+@pytest.fixture(scope="module", params=["sample", "corpus"])
+def inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The sample with a file of a good sign-in and two bad lines (for the rejects chart);
+    or the public corpus."""
+    if request.param == "corpus":
+        if not CORPUS.is_dir():
+            message = f"public corpus not found at {CORPUS}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        return sorted(p for p in CORPUS.iterdir() if p.suffix != ".md")
     extra = tmp_path_factory.mktemp("inputs") / "extra.ndjson"
     extra.write_bytes(
         dumps(signin({"id": "extra-1"})) + b"\n{not json\n" + b'{"records": [{"x": 1}]}\n'
@@ -93,13 +104,15 @@ def test_the_report_renders_in_chromium_with_scans_numbers(
         picture = tmp_path / "report.png"
         assert driver.save_screenshot(str(picture))
     assert [entry for entry in logs if entry["level"] in ("SEVERE", "WARNING")] == []
-    assert {c["id"] for c in charts} == CHARTS
+    assert {c["id"] for c in charts} <= CHARTS
+    if SAMPLE in inputs:
+        assert {c["id"] for c in charts} == CHARTS
     for chart in charts:
         assert chart["rendered"], chart
         assert chart["points"] > 0 and chart["values"] > 0, chart
     expected = scan_numbers(inputs)
     assert {k: v for k, v in shown.items() if k in expected} == expected
-    assert shown["rejected"] == 2
+    assert shown["rejected"] > 0
     assert shown["non-compliant-users"] > 0
     assert picture.stat().st_size > 10_000
 
