@@ -17,6 +17,7 @@ in ``scan`` and ``inventory``, a changelogged table in the worker. A user keeps 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -160,10 +161,23 @@ class Inventory:
         observe(self.users, e, self.policy)
 
     def rows(self, non_compliant: bool = False) -> list[dict[str, Any]]:
-        """Every row, by user (UPN); with ``non_compliant`` only the clients that are not."""
-        found = [
-            row
-            for key, state in sorted(self.users.items(), key=lambda kv: (kv[1]["user"], kv[0]))
-            for row in rows(key, state)
-        ]
-        return [r for r in found if not r["compliant"]] if non_compliant else found
+        return listing(self.users.items(), non_compliant)
+
+
+def listing(
+    users: Iterable[tuple[str, State]], non_compliant: bool = False, user: str = ""
+) -> list[dict[str, Any]]:
+    """The rows of (user id, state) pairs, by user (UPN); with ``non_compliant`` only the
+    clients that are not, with ``user`` (a UPN or id, any case) only that user's."""
+    wanted = user.casefold()
+    chosen = [
+        (key, state)
+        for key, state in users
+        if not wanted or wanted in (key.casefold(), str(state.get("user", "")).casefold())
+    ]
+    found = [
+        row
+        for key, state in sorted(chosen, key=lambda kv: (str(kv[1].get("user", "")), kv[0]))
+        for row in rows(key, state)
+    ]
+    return [r for r in found if not r["compliant"]] if non_compliant else found
