@@ -153,7 +153,11 @@ def scenario_records(
         when = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
         if patch.get("category") in ("UserRiskEvents", "RiskyUsers"):
             raws.append(risk_record(patch, when))
-        else:
+        else:  # a sign-in category, and an "envelope" patch, go to the envelope
             props = {"id": f"{tag}{index:04d}-0000-4000-8000-000000000000", **patch}
-            raws.append(signin({**props, "createdDateTime": when}))
+            envelope = {
+                "category": props.pop("category", "SignInLogs"),
+                **props.pop("envelope", {}),
+            }
+            raws.append(signin({**props, "createdDateTime": when}, envelope))
     return raws

@@ -86,7 +86,7 @@ def test_scan_of_the_bundled_sample(sample_scan: subprocess.CompletedProcess[byt
     assert len(ids) == len(set(ids)), "alert ids are unique"
 
     summary = sample_scan.stderr.decode()
-    assert "records read: 432 " in summary
+    assert "records read: 471 " in summary
     assert "rejected: none" in summary
     counts = Counter(a["rule"] for a in alerts)
     assert "alerts: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) in summary
@@ -119,6 +119,8 @@ def test_sample_alerts_tell_the_readme_story(
         "ropc_script": {"ropc-signin"},
         "mfa_fraud": {"mfa-fraud-report"},
         "attack_tool": {"attack-tool"},
+        "new_country": {"new-country"},
+        "token_replay": {"token-replay"},
     }
     for incident, rules in expected.items():
         assert rules_by_user.get(INCIDENTS[incident]) == rules, incident
@@ -144,14 +146,14 @@ def test_same_file_twice_gives_the_same_alerts(
     ids = [a["id"] for a in alerts_of(twice)]
     assert len(ids) == len(set(ids))
     assert set(ids) == {a["id"] for a in alerts_of(sample_scan)}
-    assert "duplicate sign-ins (same id delivered again): 427" in twice.stderr.decode()
+    assert "duplicate sign-ins (same id delivered again): 466" in twice.stderr.decode()
 
 
 def test_scan_reads_stdin(sample_scan: subprocess.CompletedProcess[bytes]) -> None:
     piped = run("scan", "-", stdin=SAMPLE.read_bytes())
     assert piped.returncode == 0
     assert {a["id"] for a in alerts_of(piped)} == {a["id"] for a in alerts_of(sample_scan)}
-    assert "records read: 432 " in piped.stderr.decode()
+    assert "records read: 471 " in piped.stderr.decode()
 
 
 def test_rejects_file_and_good_records_beside_bad_ones(tmp_path: Path) -> None:

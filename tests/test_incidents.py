@@ -18,6 +18,7 @@ from test_formats import assert_valid_ecs, assert_valid_ocsf
 from pipeline.alerts.formats import document, line
 from pipeline.alerts.privacy import restrict
 from pipeline.core.incidents import (
+    IP_KEYED,
     MAX_ALERTS,
     IncidentPolicy,
     States,
@@ -208,7 +209,7 @@ def test_every_sample_alert_belongs_to_one_incident_of_its_entity() -> None:
     by_id = {i["id"]: i for i in INCIDENTS}
     for a in ALERTS:
         incident = by_id[a["incident_id"]]
-        if a["rule"] == "password-spray":
+        if a["rule"] in IP_KEYED:  # password spray, disabled-account attempts
             assert (incident["kind"], incident["ip"]) == ("ip", a["ip"])
         else:
             assert (incident["kind"], incident["user_id"]) == ("user", a["user_id"])

@@ -55,7 +55,7 @@ DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "signin-risk.yaml"
 SAMPLE = REPO / "pipeline" / "data" / "sample-signins.ndjson"
 SAMPLE_TENANT = "5e1f0c2a-7d43-4b8e-a9f6-2c81d4e7b093"
-SAMPLE_SIGNINS = 427
+SAMPLE_SIGNINS = 466
 SINK = "soc-syslog"
 JOBS = ("signin-risk-worker", "signin-risk-bridge", "signin-risk-forwarder")
 
@@ -635,7 +635,7 @@ def test_what_prometheus_stored_matches_what_the_services_did(stack: Stack) -> N
     assert prom.value("sum(signin_risk_signins_total)") == SAMPLE_SIGNINS
     assert prom.label_values("tenant", "signin_risk_signins_total") == [SAMPLE_TENANT]
     assert prom.value('sum(signin_risk_rejected_total{reason="invalid-utf8"})') == 1
-    assert prom.value("sum(signin_risk_bridge_events_total)") == 10  # 9 envelopes + poison
+    assert prom.value("sum(signin_risk_bridge_events_total)") == 11  # 10 envelopes + poison
     assert prom.value(f'sum(signin_risk_sink_deadlettered_total{{sink="{SINK}"}})') == 1
     assert (prom.value(f'sum(signin_risk_sink_failures_total{{sink="{SINK}"}})') or 0) >= 2
     assert (prom.value(f'sum(signin_risk_sink_retries_total{{sink="{SINK}"}})') or 0) >= 1

@@ -80,6 +80,10 @@ def test_rules_are_registered_under_their_fixed_ids() -> None:
         "ropc-signin",
         "mfa-fraud-report",
         "attack-tool",
+        "token-replay",
+        "disabled-account-attempts",
+        "new-country",
+        "workload-new-network",
     }
 
 

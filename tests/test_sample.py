@@ -25,11 +25,11 @@ def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
 def test_sample_parses_completely() -> None:
     parsed = parse_file(SAMPLE.read_bytes())
     assert parsed.rejected == []
-    assert len(parsed.records) == 432
+    assert len(parsed.records) == 471
     assert Counter(r.category.value for r in parsed.records) == {
-        "SignInLogs": 203,
-        "NonInteractiveUserSignInLogs": 199,
-        "ServicePrincipalSignInLogs": 15,
+        "SignInLogs": 224,
+        "NonInteractiveUserSignInLogs": 200,
+        "ServicePrincipalSignInLogs": 32,
         "ManagedIdentitySignInLogs": 10,
         "RiskyUsers": 3,
         "UserRiskEvents": 2,

@@ -100,7 +100,7 @@ def test_idle_keys_expire_and_live_ones_stay() -> None:
 
 def test_retention_covers_the_longest_window() -> None:
     engine = Engine(policy_from_data({}))
-    assert engine.retention_s == (24 * 60 + 5 + 60) * 60  # impossible travel, risk-detection
+    assert engine.retention_s == (30 * 1440 + 5 + 60) * 60  # the 30-day baselines
 
 
 def scan_way(envelopes: list[dict[str, object]]) -> dict[str, dict[str, object]]:

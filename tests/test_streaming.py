@@ -255,7 +255,7 @@ def test_sample_through_the_worker_gives_the_alerts_of_scan(
     values = consume(settings, "alerts", lambda v: not mismatches(last_versions(v), expected))
     assert mismatches(last_versions(values), expected) == []
     assert metric_sum(settings.metrics_port, "signin_risk_alerts_total") == len(values)
-    assert metric_sum(settings.metrics_port, "signin_risk_signins_total") == 427
+    assert metric_sum(settings.metrics_port, "signin_risk_signins_total") == 466
     assert metric_sum(settings.metrics_port, "signin_risk_risk_records_total") == 5
     if not split:  # every send was acknowledged, so nothing is left in flight
         assert metric_sum(settings.metrics_port, "signin_risk_records_in_flight") == 0
@@ -482,7 +482,7 @@ def test_two_workers_share_the_group_through_the_hops_and_give_the_alerts_of_sca
     values = consume(settings, "alerts", lambda v: not mismatches(last_versions(v), expected))
     assert mismatches(last_versions(values), expected) == []
     judged = [metric_sum(p, "signin_risk_signins_total") for p in ports]
-    assert sum(judged) == 427 and all(judged), judged  # both worked, nothing twice
+    assert sum(judged) == 466 and all(judged), judged  # both worked, nothing twice
     assert [stop(w) for w in workers] == [0, 0]
     assert read_topic(settings, signins)  # neither owned every partition: the hop was used
     checked, wrong = misfiled(settings, TABLES)

@@ -83,6 +83,8 @@ PLACES: dict[str, Place] = {  # documentation address blocks and ASNs (RFC 5737,
     "sao_paulo": Place("Sao Paulo", "Sao Paulo", "BR", -23.5505, -46.6333, "177.54.144", 64503),
     "hanoi": Place("Hanoi", "Ha Noi", "VN", 21.0278, 105.8342, "116.108.12", 64504),
     "bucharest": Place("Bucharest", "Bucuresti", "RO", 44.4268, 26.1025, "185.220.101", 64505),
+    # a hosting provider's network (DigitalOcean's AS), where phishing proxies run
+    "frankfurt_vps": Place("Frankfurt", "Hessen", "DE", 50.1109, 8.6821, "167.99.12", 14061),
 }
 NOWHERE = Place("", "", "", 0.0, 0.0, "", 0)
 
@@ -185,6 +187,7 @@ ERRORS: dict[int, tuple[str, str]] = {
         "The user didn't complete the MFA prompt.",
     ),
     7000215: ("Invalid client secret provided.", "The client sent an expired or wrong secret."),
+    50057: ("User account is disabled.", "The account has been disabled by an administrator."),
 }
 
 # (displayName, enforcedGrantControls, enforcedSessionControls). Long policy lists are what make
@@ -257,8 +260,13 @@ _INCIDENT_NAMES: dict[str, str] = {
     "ropc_script": "Walter Brandt",
     "mfa_fraud": "Xenia Pavlova",
     "attack_tool": "Yannick Morel",
+    "new_country": "Zofia Nowicka",
+    "token_replay": "Aaron Blake",
 }
 _SPRAY_IP, _STUFFING_IP = "116.108.12.77", "177.54.144.9"
+_DISABLED_PROBE_IP, _WORKLOAD_MOVED_IP = "102.89.34.140", "167.99.12.40"
+_HISTORY_DAYS = range(9, 1, -1)
+"""Days before the sample's six hours with the everyday sign-ins the baselines learn from."""
 _HOMES = ("redmond", "redmond", "redmond", "seattle", "new_york", "london")
 _LAPTOPS = ("edge-win", "chrome-win", "chrome-mac")
 _PHONES = ("outlook-ios-a", "outlook-ios-b", "outlook-android-a", "outlook-android-b")
@@ -273,6 +281,8 @@ INCIDENTS: dict[str, str] = {
     **{incident: _upn(name) for incident, name in _INCIDENT_NAMES.items()},
     "password_spray": _SPRAY_IP,
     "credential_stuffing": _STUFFING_IP,
+    "disabled_accounts": _DISABLED_PROBE_IP,
+    "workload_new_network": _WORKLOAD_MOVED_IP,
 }
 """Incident -> UPN of its user (source IP for IP-keyed incidents) in ``sample_records()``."""
 
@@ -451,6 +461,7 @@ def sign_in(
     tenant_id: str = TENANT_ID,
     protocol: str = "",
     original_transfer: str = "",
+    session_id: str = "",
 ) -> Record:
     """One raw sign-in of ``user``, or of ``principal`` (service principal / managed identity).
 
@@ -500,8 +511,12 @@ def sign_in(
             p["authenticationProtocol"] = protocol
         if original_transfer:
             p["originalTransferMethod"] = original_transfer
+        if session_id:
+            p["sessionId"] = session_id
     elif principal is not None:
         p.update(userId=None, appId=principal.app_id, appDisplayName=principal.name, ipAddress=ip)
+        if place.asn:
+            p["autonomousSystemNumber"] = place.asn
     p.update(
         correlationId=corr,
         conditionalAccessStatus=conditional_access_status,
@@ -710,9 +725,10 @@ def _everyday(kind: str, laptop: str, phone: str) -> tuple[str, str]:
     return ("owa" if kind == "owa" else "officehome"), laptop
 
 
-def sample_records(seed: int = 7, start: datetime = _START) -> list[Record]:
-    """About 425 records of six hours at contoso from ``start``: everyday noise plus every
-    demo incident.
+def sample_records(seed: int = 7, start: datetime = _START, history: bool = True) -> list[Record]:
+    """About 470 records of six hours at contoso from ``start``: everyday noise plus every
+    demo incident; with ``history``, the week before of the users and the workload whose
+    baselines the new-country and workload-new-network incidents need.
 
     Sorted by time, except a few everyday records that arrive minutes late, as late Event Hubs
     batches do. ``INCIDENTS`` names the user (or source IP) of each incident.
@@ -1034,11 +1050,67 @@ def sample_records(seed: int = 7, start: datetime = _START) -> list[Record]:
         place=PLACES["amsterdam"],
     )
 
+    # new country: a week of history at home, then an interactive sign-in from Singapore
+    traveller = who["new_country"]
+    for day in _HISTORY_DAYS if history else ():
+        for minute in (60, 300):
+            signin(minute - day * 1440, traveller, "officehome", "edge-win", managed_device=True)
+    signin(265, traveller, "officehome", "edge-win", ip="118.189.40.77", place=PLACES["singapore"])
+    # token replay: a session opened at home is used 12 minutes later from a hosting provider
+    victim, session = who["token_replay"], _guid(rng)
+    signin(280, victim, "officehome", "chrome-win", session_id=session)
+    signin(
+        292,
+        victim,
+        "owa",
+        "chrome-linux",
+        category="NonInteractiveUserSignInLogs",
+        session_id=session,
+        ip="167.99.12.9",
+        place=PLACES["frankfurt_vps"],
+    )
+    # disabled accounts (former staff) tried from one address
+    for i, u in enumerate(everyone[18:21]):
+        signin(
+            300 + i * 7,
+            u,
+            "officehome",
+            "chrome-linux",
+            error_code=50057,
+            mfa=False,
+            ip=_DISABLED_PROBE_IP,
+            place=PLACES["lagos"],
+        )
+    # a workload's week in its own network, then its secret used from a hosting provider
+    hr_sync = principals[0]
+    for day in _HISTORY_DAYS if history else ():
+        for minute in (120, 480):
+            t = at(minute - day * 1440)
+            add(t, _workload_signin(rng, t, hr_sync, "198.51.100.200", PLACES["quincy"]))
+    t = at(310)
+    add(t, _workload_signin(rng, t, hr_sync, _WORKLOAD_MOVED_IP, PLACES["frankfurt_vps"]))
+
     records = [rec for _, _, rec in sorted(timeline, key=lambda e: (e[0], e[1]))]
     for rec in rng.sample(noise[:-30], 6):  # late batches: delivered 3-12 records too late
         i = next(i for i, r in enumerate(records) if r is rec)
         records.insert(i + rng.randint(3, 12), records.pop(i))
     return records
+
+
+def _workload_signin(
+    rng: random.Random, t: datetime, sp: ServicePrincipal, ip: str, place: Place
+) -> Record:
+    return sign_in(
+        rng,
+        time=t,
+        category="ServicePrincipalSignInLogs",
+        principal=sp,
+        resource_id=GRAPH[0],
+        resource_name=GRAPH[1],
+        ip=ip,
+        mfa=False,
+        place=place,
+    )
 
 
 def sample_envelopes(records: Sequence[Record], per_envelope: int = 50) -> list[Record]:
@@ -1055,7 +1127,9 @@ def sample_days(days: int, seed: int = 7) -> list[Record]:
     return [
         envelope
         for day in range(days)
-        for envelope in sample_envelopes(sample_records(seed + day, _START + timedelta(days=day)))
+        for envelope in sample_envelopes(
+            sample_records(seed + day, _START + timedelta(days=day), history=day == 0)
+        )
     ]
 
 

@@ -20,6 +20,7 @@ OUTLOOK_MOBILE_APP_ID = "27922004-5251-4030-b22d-91ecd9a37ea4"
 IOS_ACCOUNTS_APP_ID = "f8d98a96-0999-43f5-8af3-69971c7bb423"
 EXCHANGE_ONLINE_RESOURCE_ID = "00000002-0000-0ff1-ce00-000000000000"
 MICROSOFT_GRAPH_RESOURCE_ID = "00000003-0000-0000-c000-000000000000"
+OFFICEHOME_APP_ID = "4765445b-32c6-49b0-83e6-1d93765276ca"
 _MAIL_AND_GRAPH_IDS = frozenset({EXCHANGE_ONLINE_RESOURCE_ID, MICROSOFT_GRAPH_RESOURCE_ID})
 _MAIL_AND_GRAPH_NAMES = frozenset({"office 365 exchange online", "microsoft graph"})
 
@@ -69,6 +70,22 @@ _OFFICE_APP_IDS = {
     "4e291c71-d680-4d0e-9640-0a3358e31177": "PowerApps",
     "00000006-0000-0ff1-ce00-000000000000": "Microsoft Office 365 Portal",
 }
+
+MICROSOFT_APP_IDS = frozenset(
+    {
+        *_OFFICE_APP_IDS,
+        OUTLOOK_MOBILE_APP_ID,
+        OFFICEHOME_APP_ID,
+        EXCHANGE_ONLINE_RESOURCE_ID,
+        MICROSOFT_GRAPH_RESOURCE_ID,
+        "00000003-0000-0ff1-ce00-000000000000",  # Office 365 SharePoint Online
+        "9199bf20-a13f-4107-85dc-02114787ef48",  # One Outlook Web
+        "5e3ce6c0-2b1f-4285-8d4b-75ee78787346",  # Microsoft Teams Web Client
+        "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",  # Azure Portal
+        "29d9ed98-a469-4536-ade2-f981bc1d605e",  # Microsoft Authentication Broker
+    }
+)
+"""Microsoft's own apps (first-party), whose services may sign in from Microsoft's network."""
 
 _PLATFORM_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bios|iphone|ipad|ipod", re.I), "ios"),

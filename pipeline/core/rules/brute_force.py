@@ -22,7 +22,7 @@ from pipeline.core.rules.windows import (
 )
 
 _COUNTED = Outcome.PRIMARY_FAILURE.value
-_AFTER = {Outcome.SUCCESS.value, Outcome.PASSWORD_PROVEN.value}
+_AFTER = {Outcome.SUCCESS.value, Outcome.PASSWORD_PROVEN.value, Outcome.DISABLED.value}
 
 
 def wants(obs: Observation) -> bool:

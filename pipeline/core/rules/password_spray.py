@@ -22,8 +22,7 @@ from pipeline.core.rules.windows import (
     Scenario,
     StatefulRule,
     StatefulSettings,
-    admit,
-    burst,
+    distinct_users,
 )
 
 _FAILED = Outcome.PRIMARY_FAILURE.value
@@ -45,21 +44,16 @@ def wants(obs: Observation) -> bool:
 def step(
     state: Any, obs: Observation, settings: PasswordSpraySettings, newest: float
 ) -> tuple[Any, Hit | None]:
-    window = settings.window_minutes * 60
-    entries: list[list[Any]] = (state or {}).get("failures", [])
-    admitted = admit(
-        entries,
-        [obs.time, obs.id, obs.user_id, obs.user],
+    state, found = distinct_users(
+        state,
+        obs,
+        settings.window_minutes,
+        settings.lateness_minutes,
         newest,
-        window + settings.lateness_minutes * 60,
+        settings.min_users,
+        _MAX_ENTRIES,
     )
-    if admitted is None:
-        return state, None
-    state = {"failures": admitted[-_MAX_ENTRIES:]}
-    found = burst(state["failures"], obs.time, window, key=lambda e: e[2])
-    if len({e[2] for e in found}) < settings.min_users:
-        return state, None
-    return state, _hit(found, obs, settings, "medium")
+    return state, None if found is None else _hit(found, obs, settings, "medium")
 
 
 def _hit(

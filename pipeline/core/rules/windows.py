@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field
 
 from pipeline.core.enrich import Observation
-from pipeline.core.records import RiskEvent
+from pipeline.core.records import RiskEvent, SignIn
 from pipeline.core.rules.base import IncidentSettings, Severity
 from pipeline.core.timeparse import format_time
 
@@ -43,8 +43,22 @@ class StatefulSettings(IncidentSettings):
     """How late (event time) a record may arrive and still count: Event Hubs batches lag."""
 
 
-Step = Callable[[Any, Observation, Any, float], tuple[Any, Hit | None]]
-"""(rule state or None, observation, settings, newest event time seen) -> (state, hit).
+class Sighting(NamedTuple):
+    """A sign-in for a rule that needs more of it than an ``Observation`` keeps (its session,
+    network, app, user agent). Only user-keyed rules get one: the by-IP topic carries
+    observations, and state keeps only what each rule takes from it."""
+
+    obs: Observation
+    signin: SignIn
+
+    @property
+    def time(self) -> float:
+        return self.obs.time
+
+
+Step = Callable[[Any, Any, Any, float], tuple[Any, Hit | None]]
+"""(rule state or None, observation (a ``Sighting`` for a rule that ``sees_signin``),
+settings, newest event time seen) -> (state, hit).
 A step that changes its state returns a new state object; returning the one it was given
 tells the engine nothing changed (and nothing needs writing)."""
 RiskStep = Callable[[Any, RiskEvent, Any, float], tuple[Any, Hit | None]]
@@ -54,7 +68,8 @@ RiskStep = Callable[[Any, RiskEvent, Any, float], tuple[Any, Hit | None]]
 class Scenario:
     """A rule's own test: raw sign-ins (and risk records) in delivery order, and what should
     come of them. ``events`` are (minute offset, property patch); a patch with a
-    ``category`` of ``UserRiskEvents`` or ``RiskyUsers`` is a risk record."""
+    ``category`` of ``UserRiskEvents`` or ``RiskyUsers`` is a risk record, any other the
+    sign-in's category; ``envelope`` patches a sign-in's envelope."""
 
     name: str
     alerts: int
@@ -81,6 +96,10 @@ class StatefulRule:
     scenarios: tuple[Scenario, ...]
     settings: type[StatefulSettings] = StatefulSettings
     on_risk: RiskStep | None = None
+    sees_signin: bool = False
+    """``step`` gets a ``Sighting`` (user-keyed rules only)."""
+    workloads: bool = False
+    """Its key is a service principal's or managed identity's object id."""
 
 
 def admit(
@@ -193,3 +212,70 @@ def _burst_evidence(found: list[list[Any]], settings: BurstSettings) -> dict[str
         "first": format_time(datetime.fromtimestamp(first, UTC)),
         "span_seconds": round(last - first, 3),
     }
+
+
+def distinct_users(
+    state: Any,
+    obs: Observation,
+    window_minutes: float,
+    lateness_minutes: float,
+    newest: float,
+    min_users: int,
+    cap: int,
+) -> tuple[Any, list[list[Any]] | None]:
+    """Shared by the IP-keyed rules: ``obs`` admitted among an address's attempts (at most
+    ``cap``), and the burst around it when ``min_users`` distinct users are in one
+    ``window_minutes``. Entries are [time, sign-in id, user id, UPN]."""
+    window = window_minutes * 60
+    entries: list[list[Any]] = (state or {}).get("attempts", [])
+    admitted = admit(
+        entries, [obs.time, obs.id, obs.user_id, obs.user], newest, window + lateness_minutes * 60
+    )
+    if admitted is None:
+        return state, None
+    state = {"attempts": admitted[-cap:]}
+    found = burst(state["attempts"], obs.time, window, key=lambda e: e[2])
+    return state, found if len({e[2] for e in found}) >= min_users else None
+
+
+class BaselineSettings(StatefulSettings):
+    window_minutes: float = Field(30 * 1440, gt=0)
+    """The baseline: a value not seen for this long is new again (default 30 days)."""
+    min_history_days: float = Field(7, ge=0)
+    """No alert until the first successful sign-in is at least this old ..."""
+    min_signins: int = Field(10, ge=0)
+    """... and at least this many successful sign-ins (of every kind) were seen."""
+    max_values: int = Field(20, ge=1)
+    """Values kept per key; past it the one seen longest ago is forgotten."""
+
+
+def baseline_step(
+    state: Any, t: float, value: str, alert: bool, settings: BaselineSettings
+) -> tuple[Any, bool, dict[str, object]]:
+    """A successful sign-in at ``t`` with ``value`` (a country, a network; "" when unknown,
+    which is never new) into a key's baseline {"first", "count", "seen": {value: last
+    seen}}; whether it is new and may alert (``alert`` and the history is long enough), and
+    the facts for the evidence. A value joins the baseline at once, alerted or not."""
+    state = dict(state or {"first": t, "count": 0, "seen": {}})
+    seen = dict(state["seen"])
+    horizon = t - settings.window_minutes * 60
+    last = seen.get(value) if value else None
+    state["first"] = min(state["first"], t)
+    state["count"] += 1
+    history = t - state["first"] >= settings.min_history_days * 86400
+    established = history and state["count"] > settings.min_signins
+    new = bool(value) and (last is None or last < horizon)
+    facts: dict[str, object] = {}
+    if new and alert and established:
+        known = sorted(v for v, when in seen.items() if when >= horizon)
+        facts = {
+            "known": known,
+            "history_signins": state["count"] - 1,
+            "history_since": format_time(datetime.fromtimestamp(state["first"], UTC)),
+            "baseline_days": settings.window_minutes / 1440,
+        }
+    if value:
+        seen[value] = max(t, last or t)
+    kept = sorted(((w, v) for v, w in seen.items() if w >= horizon), reverse=True)
+    state["seen"] = {v: w for w, v in kept[: settings.max_values]}
+    return state, bool(facts), facts
