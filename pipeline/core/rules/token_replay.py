@@ -39,6 +39,9 @@ _MAX_ENTRIES = 50
 """Session sightings kept per user: distinct (session, country, AS) within the window, each
 [time, session id, country, AS, sign-in id, address] (about 120 bytes)."""
 _SUCCESS = Outcome.SUCCESS.value
+_REFRESH = 300.0
+"""A known sighting's time is moved on at most every 5 minutes (the window is an hour): a
+session refreshing its tokens then leaves the state as it was."""
 
 HOSTING_ASNS = frozenset(
     {
@@ -82,8 +85,8 @@ def step(
     entries: list[list[Any]] = [list(e) for e in (state or {}).get("sessions", [])]
     same = [e for e in entries if e[1:4] == entry[1:4]]
     if same:  # this session on this network is known: keep it fresh, nothing new
-        if obs.time <= same[0][0]:
-            return state, hit
+        if obs.time - same[0][0] < _REFRESH:
+            return state, hit  # unchanged, so not written again
         same[0][0] = obs.time
         entries.sort(key=lambda e: e[0])
         return {"sessions": entries}, hit

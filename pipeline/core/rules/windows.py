@@ -249,28 +249,37 @@ class BaselineSettings(StatefulSettings):
     """Values kept per key; past it the one seen longest ago is forgotten."""
 
 
+_REFRESH = 86400.0
+"""A known value's last-seen time is moved on at most daily: the baseline is weeks long, and
+a state left as it was is not written again (most sign-ins change nothing)."""
+
+
 def baseline_step(
     state: Any, t: float, value: str, alert: bool, settings: BaselineSettings
 ) -> tuple[Any, bool, dict[str, object]]:
     """A successful sign-in at ``t`` with ``value`` (a country, a network; "" when unknown,
     which is never new) into a key's baseline {"first", "count", "seen": {value: last
     seen}}; whether it is new and may alert (``alert`` and the history is long enough), and
-    the facts for the evidence. A value joins the baseline at once, alerted or not."""
+    the facts for the evidence. A value joins the baseline at once, alerted or not.
+    ``count`` stops one past ``min_signins``: beyond that it decides nothing."""
+    horizon = t - settings.window_minutes * 60
+    if state is not None:
+        last = state["seen"].get(value) if value else None
+        learning = state["count"] <= settings.min_signins or t < state["first"]
+        if not learning and (not value or (last is not None and t - last < _REFRESH)):
+            return state, False, {}  # the same object: nothing to write
     state = dict(state or {"first": t, "count": 0, "seen": {}})
     seen = dict(state["seen"])
-    horizon = t - settings.window_minutes * 60
     last = seen.get(value) if value else None
     state["first"] = min(state["first"], t)
-    state["count"] += 1
+    state["count"] = min(state["count"] + 1, settings.min_signins + 1)
     history = t - state["first"] >= settings.min_history_days * 86400
     established = history and state["count"] > settings.min_signins
     new = bool(value) and (last is None or last < horizon)
     facts: dict[str, object] = {}
     if new and alert and established:
-        known = sorted(v for v, when in seen.items() if when >= horizon)
         facts = {
-            "known": known,
-            "history_signins": state["count"] - 1,
+            "known": sorted(v for v, when in seen.items() if when >= horizon),
             "history_since": format_time(datetime.fromtimestamp(state["first"], UTC)),
             "baseline_days": settings.window_minutes / 1440,
         }
