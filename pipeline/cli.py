@@ -226,6 +226,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from pipeline.core.baseline import warm
+    from pipeline.core.parse import parse_file
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        return _fail(str(exc))
+    missing = _missing_input(args.paths)
+    if missing:
+        return _fail(missing)
+    records = []
+    try:
+        for _, data in _read_inputs(args.paths, "baseline"):
+            records += parse_file(data).records
+    except OSError as exc:
+        return _fail(f"{exc.filename}: {exc.strerror}")
+    warmed = warm(records, policy)
+    data = b"".join(orjson.dumps({"key": k, "state": v}) + b"\n" for k, v in sorted(warmed.items()))
+    try:
+        with open_private(args.output, _settings().file_mode_bits) as out:
+            out.write(data)
+    except OSError as exc:
+        return _fail(f"{args.output}: cannot write: {exc.strerror}")
+    print(
+        f"baseline: {len(warmed)} users and workloads from {len(records)} records", file=sys.stderr
+    )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file)
@@ -287,7 +317,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 50, 100)
     # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it, cleanly
     # unless the broker is gone (see _worker_class).
-    _worker_class()(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    _worker_class()(app, loglevel="INFO", quiet=True).execute_from_commandline()
     return 0
 
 
@@ -512,6 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES, help="as for scan"
     )
     report.set_defaults(func=cmd_report)
+
+    baseline = sub.add_parser(
+        "baseline", help="learn the new-country / workload-new-network baselines from history"
+    )
+    baseline.add_argument("paths", nargs="+", metavar="PATH", help="exported sign-ins, as for scan")
+    baseline.add_argument("--policy", help="policy YAML (default: built-in defaults)")
+    baseline.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="JSON lines {key, state} (0600)"
+    )
+    baseline.set_defaults(func=cmd_baseline)
 
     check = sub.add_parser("check-config", help="validate a policy and print it in effect")
     check.add_argument("file", nargs="?", help="policy YAML (default: built-in defaults)")
