@@ -317,7 +317,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 50, 100)
     # Faust's worker owns the event loop and signals: SIGTERM and SIGINT stop it, cleanly
     # unless the broker is gone (see _worker_class).
-    _worker_class()(app, loglevel="INFO", quiet=True).execute_from_commandline()
+    _worker_class()(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return 0
 
 

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from builders import scenario_records
+from builders import scenario_records, signin
 
 from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine, alert_json
-from pipeline.core.driver import Driver
+from pipeline.core.driver import Driver, in_event_time
+from pipeline.core.enrich import Observation
 from pipeline.core.ingest import receive
+from pipeline.core.parse import normalize
 from pipeline.core.policy import Policy
 from pipeline.core.records import Category
 from pipeline.core.segments import Segment
@@ -163,3 +165,21 @@ def test_a_sign_in_delivered_again_is_not_judged_against_its_users_later_risk() 
     _run(plain, unpositioned, True)
     rules = [a.rule for _, alerts in _run(plain, unpositioned, True) for a in alerts]  # type: ignore[attr-defined]
     assert "risky-signin" in rules, "the control: judged again, the sign-in is risky"
+
+
+def test_by_ip_messages_of_a_take_are_applied_in_event_time_each_in_its_own_order() -> None:
+    """Two detect takes' messages, each spanning its take: merged by time so an address's
+    windows see its failures as scan does, but never reordered within a source (the
+    positions applied per source must rise): source 0/0's 6.0 stays before its 1.5, and
+    so after 0/1's 4.0 and 3.0."""
+    obs = Observation.of(Engine(Policy()).enrich(normalize(signin({})), None))  # type: ignore[arg-type]
+    at = [obs._replace(id=f"s{i}", time=t) for i, t in enumerate([1.0, 6.0, 3.0, 2.0, 4.0, 1.5])]
+    first = [(10, [(at[0], "0/0", 1), (at[3], "0/1", 4)]), (11, [(at[1], "0/0", 2)])]
+    second = [(12, [(at[4], "0/1", 5), (at[5], "0/0", 3), (at[2], "0/1", 6)])]
+    merged = in_event_time([first, second])
+    assert [(t, [o.id for o, _, _ in located]) for t, located in merged] == [
+        (10, ["s0", "s3"]),
+        (12, ["s4", "s2"]),
+        (11, ["s1"]),
+        (12, ["s5"]),
+    ]

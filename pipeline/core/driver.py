@@ -20,6 +20,7 @@ many users meet there, in order only per path).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -40,6 +41,41 @@ from pipeline.core.state import (
 ByIp = dict[int, list[tuple[int, list[Located]]]]
 """by-ip partition -> (enqueue time, located observations) per raw event, for the IP-keyed
 rules."""
+
+
+def in_event_time(
+    messages: Sequence[Sequence[tuple[int, Sequence[Located]]]],
+) -> list[tuple[int, list[Located]]]:
+    """Decoded by-ip messages of one take merged into one sequence by event time.
+
+    Each message holds what one detect take sent this partition, spanning that take's time
+    range; applied one message after another, an address's failures from the second would
+    reach its windows after those from the first had moved past them, where scan sees them
+    in event time. Observations of one source keep their order (the positions applied per
+    source must rise): the merge is of per-source runs.
+    """
+    runs: dict[str, list[tuple[int, Located]]] = {}
+    for message in messages:
+        for t, obs in message:
+            for located in obs:
+                runs.setdefault(located[1], []).append((t, located))
+    merged: list[tuple[int, list[Located]]] = []
+    for t, located in heapq.merge(*runs.values(), key=lambda item: item[1][0].time):
+        if not merged or merged[-1][0] != t:
+            merged.append((t, []))
+        merged[-1][1].append(located)
+    return merged
+
+
+def segments_in_event_time(batches: Sequence[tuple[int, Sequence[Segment]]]) -> list[Segment]:
+    """Signins batches of one take, (signins partition, segments) each, merged into one
+    sequence by the time of each segment's first record (the reason is
+    ``in_event_time``'s). A partition's batches stay in their order: its users' records
+    must reach their state in delivery order."""
+    runs: dict[int, list[Segment]] = {}
+    for partition, segments in batches:
+        runs.setdefault(partition, []).extend(segments)
+    return list(heapq.merge(*runs.values(), key=lambda segment: segment.records[0].time))
 
 
 class Detected(NamedTuple):

@@ -33,7 +33,7 @@ from pipeline.core.codec import (
     encode_observations,
 )
 from pipeline.core.detect import Engine, alert_json
-from pipeline.core.driver import Driver
+from pipeline.core.driver import Driver, in_event_time, segments_in_event_time
 from pipeline.core.ingest import Received, ingest, receive
 from pipeline.core.policy import Policy
 from pipeline.core.records import Alert
@@ -105,8 +105,8 @@ class KeyedTable(faust.Table[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # Faust's RocksDB store files a value under the partition of the event being
-        # processed, and state is written at commit time, outside any event: the write runs
-        # as if inside an event of the key's own partition.
+        # processed, and the agents write state after a take of many events: the write
+        # runs as if inside an event of the key's own partition.
         filed = _Filed(self.partition_for_key(key))
         token = _current_event.set(weakref.ref(filed))  # type: ignore[arg-type]
         try:
@@ -203,14 +203,12 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             value_serializer="raw",
             partitions=settings.partitions,
         )
-        # Values are the bytes pipeline.core.codec makes, read and written through KeyedState,
-        # which writes a table (sends its changelog records) only when offsets are committed.
+        # Values are the bytes pipeline.core.codec makes, read and written through KeyedState.
         users, addresses = (
             Sweeper(
                 KeyedState(
                     RULE_STATES,
                     app.Table(name, default=None, value_type=bytes, partitions=settings.partitions),
-                    deferred=True,
                 ),
                 engine,
                 settings,
@@ -219,14 +217,10 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         )
         driver = Driver(engine, users.state, addresses.state, settings.partitions)
         judge = Judge(driver, users, addresses, alerts)
-        app.write_state = judge.write_state  # type: ignore[attr-defined]
-        _detect_agent(app, judge, signins, by_ip, dead_letter)
-        _by_ip_agent(app, judge, by_ip, dead_letter)
+        _detect_agent(app, judge, signins, by_ip, dead_letter, settings)
+        _by_ip_agent(app, judge, by_ip, dead_letter, settings)
     if settings.stage in ("all", "ingest"):
-        # Faust's RocksDB store files a key under the partition of the event that wrote it,
-        # so only the in-memory store can be written from raw events.
-        direct = judge if settings.store.startswith("memory") else None
-        _ingest_agent(app, settings, raw, signins, dead_letter, direct)
+        _ingest_agent(app, settings, raw, signins, dead_letter, judge)
     work = {settings.topic(name) for name in ("raw", "signins", "by-ip")}
     _lag_timer(app, frozenset(work))
     return app
@@ -282,15 +276,6 @@ class Judge:
 
     def __init__(self, driver: Driver, users: Sweeper, addresses: Sweeper, alerts: Any):
         self.driver, self.users, self.addresses, self.alerts = driver, users, addresses, alerts
-
-    def write_state(self) -> None:
-        """Write what the agents flushed since the last commit to the tables, each changed
-        key once; the consumer calls this just before it commits offsets (after which the
-        producer, changelog records included, is flushed), so state reaches its changelog
-        before the offsets that cover it are committed, and a key changed by many sign-ins
-        in one commit interval costs one changelog record."""
-        written = self.users.state.write() + self.addresses.state.write()
-        metrics.STATE_WRITES.inc(written)
 
     async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
         for enqueued_ms, found in segments:
@@ -421,18 +406,33 @@ class Sweeper:
 
 
 def _detect_agent(
-    app: faust.App, judge: Judge, signins: Any, by_ip: Any, dead_letter: DeadLetter
+    app: faust.App,
+    judge: Judge,
+    signins: Any,
+    by_ip: Any,
+    dead_letter: DeadLetter,
+    settings: Settings,
 ) -> None:
     @app.agent(signins)
     async def detect_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
-        async for event in stream.events():
+        # A take's batches (one per signins partition, each spanning the raw take's time
+        # range) are judged as one sequence in event time, so that the by-ip messages this
+        # sends are in event time too (see pipeline.core.driver.segments_in_event_time).
+        takes = cast("faust.Stream[bytes]", stream).take_events(
+            settings.batch_events, settings.batch_wait_s
+        )
+        async for events in takes:
             started = time.perf_counter()
             try:
-                result = judge.driver.segments(decode_batch(event.value))
-            except Exception as exc:  # a bug must cost one batch, never the worker
+                batches = [(e.message.partition, decode_batch(e.value)) for e in events]
+                result = judge.driver.segments(segments_in_event_time(batches))
+            except Exception as exc:  # a bug must cost one take, never the worker
                 judge.driver.discard(addresses=False)
-                await (await dead_letter(event.message, processing_error(exc, event.value)))
+                for event in events:
+                    await outbox.add(
+                        await dead_letter(event.message, processing_error(exc, event.value))
+                    )
                 continue
             for partition, segments in result.by_ip.items():
                 data = encode_observations(segments)
@@ -440,31 +440,41 @@ def _detect_agent(
             await judge.send(outbox, result.alerts)
             await outbox.drain()
             judge.driver.flush(addresses=False)
-            judge.users.maybe_sweep(frozenset((event.message.partition,)), result.newest)
+            mine = frozenset(event.message.partition for event in events)
+            judge.users.maybe_sweep(mine, result.newest)
             metrics.observe_signins(result.enriched, result.risk_records)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
 
-def _by_ip_agent(app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLetter) -> None:
+def _by_ip_agent(
+    app: faust.App, judge: Judge, by_ip: Any, dead_letter: DeadLetter, settings: Settings
+) -> None:
     """The IP-keyed rules (password spray) over observations re-keyed by source address."""
 
     @app.agent(by_ip)
     async def by_ip_agent(stream: faust.StreamT[bytes]) -> None:
         outbox = Outbox()
-        async for event in stream.events():
+        takes = cast("faust.Stream[bytes]", stream).take_events(
+            settings.batch_events, settings.batch_wait_s
+        )
+        async for events in takes:
             started = time.perf_counter()
             try:
-                batch = decode_observations(event.value)
+                batch = in_event_time([decode_observations(event.value) for event in events])
                 found = judge.driver.by_ip(batch)
-            except Exception as exc:  # a bug must cost one batch, never the worker
+            except Exception as exc:  # a bug must cost one take, never the worker
                 judge.driver.discard(users=False)
-                await (await dead_letter(event.message, processing_error(exc, event.value)))
+                for event in events:
+                    await outbox.add(
+                        await dead_letter(event.message, processing_error(exc, event.value))
+                    )
                 continue
             await judge.send(outbox, found)
             await outbox.drain()
             judge.driver.flush(users=False)
             newest = max((o.time for _, located in batch for o, _, _ in located), default=0.0)
-            judge.addresses.maybe_sweep(frozenset((event.message.partition,)), newest)
+            mine = frozenset(event.message.partition for event in events)
+            judge.addresses.maybe_sweep(mine, newest)
             metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
 
 

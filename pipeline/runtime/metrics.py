@@ -72,10 +72,6 @@ STATE_KEYS_EXPIRED = Counter(
     "signin_risk_state_keys_expired_total",
     "Users and addresses whose stateful-rule state was dropped after going idle.",
 )
-STATE_WRITES = Counter(
-    "signin_risk_state_writes_total",
-    "Keys of the state tables written to their changelogs (at most once per key per commit).",
-)
 CONSUMER_LAG = Gauge(
     "signin_risk_consumer_lag_messages",
     "Messages on this worker's partitions past its committed offsets, per topic.",

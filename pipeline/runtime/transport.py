@@ -80,18 +80,6 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _commit_offsets(
-        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
-    ) -> bool:
-        # Every commit (timed, on rebalance, on stop) first writes the state that the agents
-        # kept since the last one (pipeline.runtime.app.Judge.write_state); Faust then
-        # flushes the producer, changelog records included, before it commits the offsets.
-        write_state = getattr(self.app, "write_state", None)
-        if write_state is not None:
-            write_state()
-        committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
-        return committed
-
 
 class Transport(driver.Transport):
     Consumer = Consumer
