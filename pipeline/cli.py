@@ -22,7 +22,7 @@ from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.core.policy import PolicyError, load_policy
 from pipeline.runtime.files import open_private
 from pipeline.runtime.procs import Interrupted, interrupt_on_signals
-from pipeline.runtime.settings import STAGES, Settings
+from pipeline.runtime.settings import STAGES, STREAMS, Settings
 from pipeline.sources.inputs import STDIN, STDIN_HINT, InputError, expand, read_inputs
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
@@ -307,9 +307,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy or settings.policy_file)
     except PolicyError as exc:
         return _fail(str(exc))
+    try:
+        app = create_app(settings, policy)
+    except ValueError as exc:
+        return _fail(str(exc))
     _service_logging()
     metrics.serve(settings.metrics_port)
-    app = create_app(settings, policy)
     # Parsing allocates millions of short-lived, acyclic objects: the default gen-0 threshold
     # (700) runs the collector thousands of times a second over the long-lived heap for
     # nothing. Freezing what startup built and collecting rarely gave the worker ~25% more.
@@ -427,7 +430,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
     metrics.serve(settings.metrics_port)
 
     async def run() -> None:
-        await forward(settings, build_sink(args.sink, config, settings), config)
+        sink = build_sink(args.sink, config, settings)
+        await forward(settings, sink, config, stream=args.stream)
 
     try:
         asyncio.run(run())
@@ -592,11 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bridge.set_defaults(func=cmd_bridge)
 
-    fwd = sub.add_parser("forward", help="deliver the alerts topic to a sink, at least once")
+    fwd = sub.add_parser(
+        "forward", help="deliver the alerts (or incidents) topic to a sink, at least once"
+    )
     fwd.add_argument(
         "--sink", required=True, metavar="NAME", help="a sink of the policy's sinks, or eventhub"
     )
     fwd.add_argument("--policy", help="policy YAML (default: SIGNIN_RISK_POLICY_FILE)")
+    fwd.add_argument(
+        "--stream",
+        choices=STREAMS,
+        default="alerts",
+        help="the topic to deliver: every alert version, or every incident version",
+    )
     fwd.set_defaults(func=cmd_forward)
 
     topics = sub.add_parser("topics", help="manage the pipeline's topics")

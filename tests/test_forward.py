@@ -85,12 +85,13 @@ def run_until(
     done: int,
     timeout_s: float = 30,
     config: SinkBase = CONFIG,
+    stream: str = "alerts",
 ) -> None:
     """Forward until ``done`` alerts were delivered (or the timeout), then stop cleanly."""
 
     async def main() -> None:
         stopping = asyncio.Event()
-        task = asyncio.create_task(forward(settings, sink, config, stopping))
+        task = asyncio.create_task(forward(settings, sink, config, stopping, stream))
         deadline = asyncio.get_running_loop().time() + timeout_s
         while len(sink.delivered) < done and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
@@ -103,6 +104,26 @@ def run_until(
 
 def sample(metric: str, sink: str) -> float:
     return REGISTRY.get_sample_value(metric, {"sink": sink}) or 0.0
+
+
+def test_the_incidents_stream_is_forwarded_in_a_group_of_its_own(kafka_settings: Settings) -> None:
+    """One sink may take both streams: each has its own consumer group, so delivering the
+    incidents commits nothing of the alerts."""
+    create_topics(kafka_settings)
+    produce_alerts(kafka_settings, ["alert-1", "alert-2"])
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
+    for incident_id in ("incident-1", "incident-2", "incident-3"):
+        value = orjson.dumps({"id": incident_id, "rule": "incident", "alert_ids": ["alert-1"]})
+        producer.send(kafka_settings.topic("incidents"), value, key=incident_id.encode())
+    producer.flush()
+    producer.close()
+    incidents = FlakySink("both")
+    run_until(kafka_settings, incidents, 3, stream="incidents")
+    assert sorted(incidents.delivered) == ["incident-1", "incident-2", "incident-3"]
+    alerts = FlakySink("both")
+    run_until(kafka_settings, alerts, 2)
+    assert sorted(alerts.delivered) == ["alert-1", "alert-2"]
+    assert sink_group(kafka_settings, "both", "incidents") != sink_group(kafka_settings, "both")
 
 
 def test_an_outage_delays_alerts_and_loses_none(kafka_settings: Settings) -> None:

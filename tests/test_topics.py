@@ -34,6 +34,7 @@ def test_specs_follow_the_settings() -> None:
         TopicSpec("p.signins", 6, compacted=False),
         TopicSpec("p.by-ip", 6, compacted=False),
         TopicSpec("p.alerts", 6, compacted=False),
+        TopicSpec("p.incidents", 6, compacted=False),
         TopicSpec("p.deadletter", 6, compacted=False),
         TopicSpec("app-user_state-changelog", 6, compacted=True),
         TopicSpec("app-ip_state-changelog", 6, compacted=True),

@@ -129,10 +129,13 @@ def rows(user_id: str, state: State) -> list[dict[str, Any]]:
 
 
 def build_line(version: str) -> str:
-    """``4.2450.2`` → ``4.2450``: the release an Outlook Mobile build belongs to, few enough
-    to be a metric label or a chart's category."""
+    """``4.2450.2`` → ``4.2450``: the release an Outlook Mobile build belongs to. Outlook
+    ships a line a month or so, few enough to be a metric label or a chart's category; a
+    version that does not start with two numbers is "unknown", so no user agent text can
+    become a label."""
     parts = version.split(".")
-    return ".".join(parts[:2]) if version else "unknown"
+    numbered = len(parts) >= 2 and all(p.isdigit() for p in parts[:2])
+    return ".".join(parts[:2]) if numbered else "unknown"
 
 
 def _when(t: float) -> str:

@@ -9,7 +9,7 @@ suppression, and the cap on the sign-in ids an alert lists. A rule module holds 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pipeline.core.codec import dump_incident, load_incident
@@ -56,19 +56,31 @@ def merge(
     return incident, emit
 
 
-def expire(states: KeyedState[RuleStates], keys: Iterable[str], before: float) -> int:
+def expire(
+    states: KeyedState[RuleStates],
+    keys: Iterable[str],
+    before: float,
+    entries: Mapping[str, Callable[[Any], bool]] | None = None,
+) -> int:
     """Drop keys whose every rule state was last touched before ``before`` (event time) and
     that hold nothing else but the positions applied (a user's risk stays), and flush; the
-    worker's sweep, so idle users and addresses do not hold memory forever."""
+    worker's sweep, so idle users and addresses do not hold memory forever. ``entries``
+    names other ``@`` entries with whether one is expired: those go first (an incident, an
+    inventory), and a key left with nothing but positions goes too."""
+    entries = entries or {}
     dropped = 0
     for key in keys:
         value = states.get(key) or {}
+        stale = [name for name, gone in entries.items() if name in value and gone(value[name])]
+        kept = {name: entry for name, entry in value.items() if name not in stale}
         if all(
             entry[0] < before if not name.startswith("@") else name == MARKS
-            for name, entry in value.items()
+            for name, entry in kept.items()
         ):
             states.put(key, None)
             dropped += 1
+        elif stale:
+            states.put(key, kept)
     states.flush()
     return dropped
 

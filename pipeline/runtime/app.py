@@ -1,8 +1,11 @@
 """The Faust application: topics, the state tables, and thin agents around the core.
 
 ingest: raw Event Hubs envelopes -> parse -> one batch per signins partition; rejects ->
-deadletter. detect: batches -> risk records update the table, sign-ins are judged -> alerts.
-by-ip: observations re-keyed by source address -> the IP-keyed rules -> alerts.
+deadletter. detect: batches -> risk records update the table, sign-ins are judged -> alerts
+(each with its incident; the incident's new versions -> incidents), sign-ins -> the users'
+mail-client inventory. by-ip: observations re-keyed by source address -> the IP-keyed rules
+-> alerts and the address's incident. With ``inventory_view`` the worker serves the
+inventory it holds, read-only, over HTTP.
 A worker that owns every partition (the usual single-worker deployment) skips both re-key
 hops and judges each take of raw events where it parsed them: the hops re-encode, send,
 fetch and decode every sign-in, which cost more than detection itself.
@@ -18,23 +21,29 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
+import orjson
+from aiohttp import web
 from faust.streams import _current_event
+from mode import Service
 
+from pipeline.alerts.privacy import restrict
 from pipeline.core.codec import (
     RULE_STATES,
     decode_batch,
     decode_observations,
     encode_observations,
 )
-from pipeline.core.detect import Engine, alert_json
+from pipeline.core.detect import Engine
 from pipeline.core.driver import Driver, in_event_time, segments_in_event_time
+from pipeline.core.enrich import Enriched
 from pipeline.core.ingest import Received, ingest, receive
+from pipeline.core.ledger import Expiry, Ledger, expiry, inventories
 from pipeline.core.policy import Policy
 from pipeline.core.records import Alert
 from pipeline.core.rejects import Rejected, processing_error
@@ -42,6 +51,7 @@ from pipeline.core.state import KeyedState, RuleStates, partition_for
 from pipeline.core.stateful import expire
 from pipeline.core.timeparse import format_time
 from pipeline.runtime import metrics
+from pipeline.runtime.inventory_view import handle, refuse_binding
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import TABLES
 
@@ -125,13 +135,20 @@ class _Filed:
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
+    """The worker's app; ValueError when the settings ask for an inventory view it may not
+    serve."""
+    view = settings.inventory_view and settings.stage != "ingest"
+    if view:
+        _check_view(settings)
     app = faust.App(
         settings.group_id,
         broker=[f"signinrisk://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store=settings.store,
         datadir=settings.data_dir,
-        web_enabled=False,
+        # Faust starts the web server registered below (the inventory view) after table
+        # recovery; its own aiohttp views (tables, router, stats) are never built.
+        web_enabled=view,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are created by `signin-risk topics create`
         # Faust's leader election needs a topic of its own that no broker without
@@ -169,6 +186,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         partitions=settings.partitions,
     )
     alerts = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw")
+    incidents = app.topic(settings.topic("incidents"), key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(
         settings.topic("deadletter"), key_serializer="raw", value_serializer="raw"
     )
@@ -204,21 +222,22 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
             partitions=settings.partitions,
         )
         # Values are the bytes pipeline.core.codec makes, read and written through KeyedState.
+        tables = {
+            name: app.Table(name, default=None, value_type=bytes, partitions=settings.partitions)
+            for name in TABLES
+        }
+        stale = expiry(policy, engine.retention_s, settings.inventory_retention_days * 86400)
         users, addresses = (
-            Sweeper(
-                KeyedState(
-                    RULE_STATES,
-                    app.Table(name, default=None, value_type=bytes, partitions=settings.partitions),
-                ),
-                engine,
-                settings,
-            )
+            Sweeper(KeyedState(RULE_STATES, tables[name]), engine, settings, stale)
             for name in TABLES
         )
         driver = Driver(engine, users.state, addresses.state, settings.partitions)
-        judge = Judge(driver, users, addresses, alerts)
+        ledger = Ledger(policy, users.state, addresses.state)
+        judge = Judge(driver, ledger, users, addresses, alerts, incidents)
         _detect_agent(app, judge, signins, by_ip, dead_letter, settings)
         _by_ip_agent(app, judge, by_ip, dead_letter, settings)
+        if view:
+            app.web_server(_InventoryServer(app, settings, tables["user_state"]))
     if settings.stage in ("all", "ingest"):
         _ingest_agent(app, settings, raw, signins, dead_letter, judge)
     work = {settings.topic(name) for name in ("raw", "signins", "by-ip")}
@@ -271,22 +290,56 @@ def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) ->
 DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
 
 
+Settled = list[tuple[int, list[tuple[Alert, bytes, bytes | None]]]]
+"""Per raw event (enqueue time): each alert, as sent, and its incident's new version."""
+
+
 class Judge:
-    """Detection as the agents run it: the driver, its sweepers and the alerts topic."""
+    """Detection as the agents run it: the driver, the ledger of incidents and inventory
+    kept in the same state, the sweepers, and the alerts and incidents topics."""
 
-    def __init__(self, driver: Driver, users: Sweeper, addresses: Sweeper, alerts: Any):
-        self.driver, self.users, self.addresses, self.alerts = driver, users, addresses, alerts
+    def __init__(
+        self,
+        driver: Driver,
+        ledger: Ledger,
+        users: Sweeper,
+        addresses: Sweeper,
+        alerts: Any,
+        incidents: Any,
+    ) -> None:
+        self.driver, self.ledger, self.users, self.addresses = driver, ledger, users, addresses
+        self.alerts, self.incidents = alerts, incidents
 
-    async def send(self, outbox: Outbox, segments: list[tuple[int, list[Alert]]]) -> None:
-        for enqueued_ms, found in segments:
-            for alert in found:
+    def settle(
+        self,
+        found: list[tuple[int, list[Alert]]],
+        enriched: Sequence[Enriched] = (),
+        users: bool = True,
+        addresses: bool = True,
+    ) -> Settled:
+        """A take's alerts into their incidents and its sign-ins into the inventory, in the
+        state the take's flush writes (only the tables this stage flushes: see
+        ``Ledger.track``). Part of judging the take: a failure here discards it too."""
+        self.ledger.observe(enriched)
+        track = self.ledger.track
+        return [(t, [(a, *track(a, users, addresses)) for a in alerts]) for t, alerts in found]
+
+    async def send(self, outbox: Outbox, settled: Settled) -> None:
+        for enqueued_ms, found in settled:
+            for alert, document, incident in found:
                 metrics.ALERTS.labels(
                     alert.tenant_id or "unknown", alert.rule, alert.severity
                 ).inc()
-                await outbox.add(
-                    await self.alerts.send(key=alert.id.encode(), value=alert_json(alert))
-                )
+                await outbox.add(await self.alerts.send(key=alert.id.encode(), value=document))
+                if incident is not None:
+                    await self._send_incident(outbox, incident)
             metrics.END_TO_END.observe(max(0.0, time.time() - enqueued_ms / 1000))
+
+    async def _send_incident(self, outbox: Outbox, incident: bytes) -> None:
+        version = orjson.loads(incident)
+        metrics.INCIDENTS.labels(version["kind"], version["severity"]).inc()
+        key = str(version["id"]).encode()
+        await outbox.add(await self.incidents.send(key=key, value=incident))
 
 
 def _can_judge_directly(app: faust.App, settings: Settings) -> bool:
@@ -364,6 +417,7 @@ async def _judge_directly(
     started = time.perf_counter()
     try:
         result = judge.driver.segments(received.segments, direct=True)
+        settled = judge.settle(result.alerts, result.enriched)
     except Exception as exc:  # a bug must cost one take, never the worker
         judge.driver.discard()
         log.error("detect failed on a take of %d raw events: %s", len(events), type(exc).__name__)
@@ -371,7 +425,7 @@ async def _judge_directly(
             message = events[index].message
             await outbox.add(await dead_letter(message, processing_error(exc, events[index].value)))
         return
-    await judge.send(outbox, result.alerts)
+    await judge.send(outbox, settled)
     await outbox.drain()
     judge.driver.flush()
     judge.users.maybe_sweep(partitions, result.newest)
@@ -388,20 +442,29 @@ class Sweeper:
     other workers' partitions, which are theirs to sweep).
     """
 
-    def __init__(self, state: KeyedState[RuleStates], engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self,
+        state: KeyedState[RuleStates],
+        engine: Engine,
+        settings: Settings,
+        entries: Expiry,
+    ) -> None:
         self.state, self._partitions = state, settings.partitions
         self._retention_s = engine.retention_s
+        self._entries = entries
+        """For the newest event time: the ``@`` entries (incident, inventory) that expire."""
         self._interval_s = settings.sweep_interval_s
         self._last: dict[int, float] = {}
 
     def maybe_sweep(self, partitions: frozenset[int], newest_event_s: float) -> None:
         now = time.monotonic()
         due = {p for p in partitions if now - self._last.get(p, now - 1e9) >= self._interval_s}
-        if not self._retention_s or not due:
+        if not due:
             return
         self._last.update(dict.fromkeys(due, now))
         mine = [k for k in self.state.stored_keys() if partition_for(k, self._partitions) in due]
-        dropped = expire(self.state, mine, newest_event_s - self._retention_s)
+        before = newest_event_s - self._retention_s
+        dropped = expire(self.state, mine, before, self._entries(newest_event_s))
         metrics.STATE_KEYS_EXPIRED.inc(dropped)
 
 
@@ -427,6 +490,7 @@ def _detect_agent(
             try:
                 batches = [(e.message.partition, decode_batch(e.value)) for e in events]
                 result = judge.driver.segments(segments_in_event_time(batches))
+                settled = judge.settle(result.alerts, result.enriched, addresses=False)
             except Exception as exc:  # a bug must cost one take, never the worker
                 judge.driver.discard(addresses=False)
                 for event in events:
@@ -437,7 +501,7 @@ def _detect_agent(
             for partition, segments in result.by_ip.items():
                 data = encode_observations(segments)
                 await outbox.add(await by_ip.send(value=data, partition=partition))
-            await judge.send(outbox, result.alerts)
+            await judge.send(outbox, settled)
             await outbox.drain()
             judge.driver.flush(addresses=False)
             mine = frozenset(event.message.partition for event in events)
@@ -461,7 +525,7 @@ def _by_ip_agent(
             started = time.perf_counter()
             try:
                 batch = in_event_time([decode_observations(event.value) for event in events])
-                found = judge.driver.by_ip(batch)
+                settled = judge.settle(judge.driver.by_ip(batch), users=False)
             except Exception as exc:  # a bug must cost one take, never the worker
                 judge.driver.discard(users=False)
                 for event in events:
@@ -469,7 +533,7 @@ def _by_ip_agent(
                         await dead_letter(event.message, processing_error(exc, event.value))
                     )
                 continue
-            await judge.send(outbox, found)
+            await judge.send(outbox, settled)
             await outbox.drain()
             judge.driver.flush(users=False)
             newest = max((o.time for _, located in batch for o, _, _ in located), default=0.0)
@@ -505,3 +569,73 @@ def _enqueued_ms(message: Any) -> int:
 
 def _where(message: Any) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+def _check_view(settings: Settings) -> None:
+    """Refuse an inventory view that would expose users: beyond loopback without a token,
+    or pseudonyms without their key."""
+    token = settings.inventory_view_token.get_secret_value()
+    refused = refuse_binding(settings.inventory_view_host, token)
+    if refused:
+        raise ValueError(f"{refused} (set SIGNIN_RISK_INVENTORY_VIEW_TOKEN)")
+    if settings.inventory_view_pseudonymize and not settings.pseudonym_key.get_secret_value():
+        raise ValueError(
+            "SIGNIN_RISK_INVENTORY_VIEW_PSEUDONYMIZE needs SIGNIN_RISK_PSEUDONYM_KEY (a secret)"
+        )
+
+
+class _InventoryServer(Service):
+    """The read-only inventory view (``pipeline.runtime.inventory_view``) as the worker's
+    web server: aiohttp on the worker's event loop, so a request reads the table between
+    takes, never half a take's state (the agents write it in one step per take). Faust
+    starts it once the tables are recovered. It answers from the users of the partitions
+    this worker processes; with several workers each serves its own users."""
+
+    def __init__(self, app: faust.App, settings: Settings, table: Any) -> None:
+        super().__init__()
+        self._app, self._settings, self._table = app, settings, table
+        self._runner: web.AppRunner | None = None
+        kinds = tuple(k for k in settings.inventory_view_pseudonymize.split(",") if k)
+        key = settings.pseudonym_key.get_secret_value().encode()
+        self._mask: Callable[[dict[str, Any]], dict[str, Any]] = (
+            (lambda row: restrict(row, None, kinds, key))  # type: ignore[arg-type]
+            if kinds
+            else (lambda row: row)
+        )
+
+    async def on_start(self) -> None:
+        server = web.Application()
+        server.router.add_route("*", "/{path:.*}", self._answer)
+        self._runner = web.AppRunner(server, access_log=None)
+        await self._runner.setup()
+        host, port = self._settings.inventory_view_host, self._settings.inventory_view_port
+        await web.TCPSite(self._runner, host, port).start()
+        log.warning("inventory view on http://%s:%d/inventory", host, port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _users(self) -> Iterator[tuple[str, Any]]:
+        signins, partitions = self._settings.topic("signins"), self._settings.partitions
+        mine = {tp.partition for tp in self._app.assignor.assigned_actives() if tp.topic == signins}
+        values = (
+            (key, RULE_STATES.loads(value))
+            for key, value in list(self._table.items())
+            if value and partition_for(key, partitions) in mine
+        )
+        return inventories(values)
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        token = self._settings.inventory_view_token.get_secret_value()
+        answer = handle(
+            request.method,
+            request.path,
+            request.query,
+            request.headers.get("Authorization", ""),
+            token,
+            self._users,
+            self._mask,
+        )
+        headers = {"Content-Type": answer.content_type, **answer.headers}
+        return web.Response(status=answer.status, body=answer.body, headers=headers)

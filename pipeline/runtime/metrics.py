@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from pipeline.core.enrich import Enriched
+from pipeline.core.inventory import build_line
 from pipeline.core.records import Category
 
 SIGNINS = Counter(
@@ -46,6 +47,11 @@ RISK_RECORDS = Counter(
     ["category"],
 )
 ALERTS = Counter("signin_risk_alerts_total", "Alerts produced.", ["tenant", "rule", "severity"])
+INCIDENTS = Counter(
+    "signin_risk_incidents_total",
+    "Incident versions produced (new, or changed), by entity kind and severity.",
+    ["kind", "severity"],
+)
 REJECTED = Counter(
     "signin_risk_rejected_total", "Records or events sent to the dead-letter topic.", ["reason"]
 )
@@ -167,17 +173,6 @@ def observe_signins(enriched: list[Enriched], risk_records: Sequence[Category] =
     if newest > _newest_event:  # a late batch must not move freshness backwards
         _newest_event = newest
         LAST_EVENT_TIME.set(newest)
-
-
-def build_line(version: str) -> str:
-    """``4.2310.1`` -> ``4.2310``: Outlook ships a build line a month or so, which keeps the
-    label set small while still showing who lags behind the minimum."""
-    parts = version.split(".")
-    return (
-        ".".join(parts[:2])
-        if len(parts) >= 2 and all(p.isdigit() for p in parts[:2])
-        else "unknown"
-    )
 
 
 def serve(port: int) -> None:

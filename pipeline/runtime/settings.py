@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core.rejects import DEFAULT_MAX_DEADLETTER_BYTES
 
-TOPIC_NAMES = ("raw", "signins", "by-ip", "alerts", "deadletter")
+TOPIC_NAMES = ("raw", "signins", "by-ip", "alerts", "incidents", "deadletter")
+STREAMS = ("alerts", "incidents")
+"""The topics a forwarder can deliver."""
 STAGES = ("all", "ingest", "detect")
 Stage = Literal["all", "ingest", "detect"]
 
@@ -47,6 +49,17 @@ class Settings(BaseSettings):
 
     metrics_port: int = Field(9464, ge=0, le=65535)
     """Prometheus ``/metrics``; 0 disables the endpoint."""
+    inventory_view: bool = False
+    """Serve the mail-client inventory read-only over HTTP (``/inventory``, ``/inventory.csv``)."""
+    inventory_view_host: str = "127.0.0.1"
+    """Where the view listens; beyond loopback only with ``inventory_view_token``."""
+    inventory_view_port: int = Field(9465, ge=0, le=65535)
+    inventory_view_token: SecretStr = SecretStr("")
+    """Bearer token the view requires (``Authorization: Bearer <token>``) when set."""
+    inventory_view_pseudonymize: str = Field("", pattern=r"^((user|ip)(,(user|ip))?)?$")
+    """``user``: the view shows users as the sinks' keyed pseudonyms (``pseudonym_key``)."""
+    inventory_retention_days: float = Field(30.0, gt=0)
+    """A user's inventory is swept once none of their clients was seen for this long."""
     max_event_bytes: int = Field(1024 * 1024, ge=1024)
     max_deadletter_bytes: int = Field(DEFAULT_MAX_DEADLETTER_BYTES, ge=4096)
     """Largest dead letter; a bigger original is cut to its first bytes, with its full length

@@ -1,15 +1,18 @@
-"""``signin-risk forward --sink NAME``: the alerts topic into one sink, at least once.
+"""``signin-risk forward --sink NAME [--stream alerts|incidents]``: the alerts topic (or the
+incidents topic) into one sink, at least once.
 
-Each sink is its own consumer group (``<app_id>-sink-<name>``), so a slow or broken sink
-holds back neither detection nor another sink. The forwarder reads at most ``buffer``
-alerts ahead, hands them to the sink in batches, and commits offsets only once every alert
-read was delivered or refused for good. A refused alert (the receiver's 4xx) goes to the
-sink's dead-letter topic with the reason and its bytes. A failed send is retried with
-exponential backoff and jitter; after ``sink_breaker_failures`` failures in a row the
-circuit opens: nothing is sent for ``sink_breaker_cooldown_s``, then a single alert probes
-the receiver before full batches resume. A stop (SIGTERM) cuts every wait short, including
-the wait for Kafka at start: a send or commit in flight gets ``FLUSH_S`` to finish, and
-alerts not committed are simply read again by the next forwarder.
+Each sink is its own consumer group (``<app_id>-sink-<name>``, ``-incidents`` appended for
+the incidents stream), so a slow or broken sink holds back neither detection nor another
+sink. Sinks and formats take an incident as they take an alert (``pipeline.alerts``). The
+forwarder reads at most ``buffer`` alerts ahead, hands them to the sink in batches, and
+commits offsets only once every alert read was delivered or refused for good. A refused
+alert (the receiver's 4xx) goes to the sink's dead-letter topic with the reason and its
+bytes. A failed send is retried with exponential backoff and jitter; after
+``sink_breaker_failures`` failures in a row the circuit opens: nothing is sent for
+``sink_breaker_cooldown_s``, then a single alert probes the receiver before full batches
+resume. A stop (SIGTERM) cuts every wait short, including the wait for Kafka at start: a
+send or commit in flight gets ``FLUSH_S`` to finish, and alerts not committed are simply
+read again by the next forwarder.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ HOLD_MS = 24 * 3600 * 1000
 its buffer and stops polling on purpose, and must not be evicted from its group for it."""
 
 
-def sink_group(settings: Settings, sink: str) -> str:
-    return f"{settings.app_id}-sink-{sink}"
+def sink_group(settings: Settings, sink: str, stream: str = "alerts") -> str:
+    group = f"{settings.app_id}-sink-{sink}"
+    return group if stream == "alerts" else f"{group}-{stream}"
 
 
 def sink_deadletter(settings: Settings, sink: str) -> str:
@@ -194,9 +198,10 @@ async def forward(
     sink: Sink,
     config: SinkBase,
     stopping: asyncio.Event | None = None,
+    stream: str = "alerts",
 ) -> None:
-    """Deliver the alerts topic to ``sink`` until ``stopping`` (or SIGTERM/SIGINT). While
-    Kafka is unreachable at start it retries with backoff."""
+    """Deliver the ``stream`` topic (alerts or incidents) to ``sink`` until ``stopping`` (or
+    SIGTERM/SIGINT). While Kafka is unreachable at start it retries with backoff."""
     controls = _controls(settings, config)
     if stopping is None:
         stopping = stop_on_signals(f"the forwarder of sink {sink.name}")
@@ -208,7 +213,9 @@ async def forward(
         if producer is None:
             return
         await _create_deadletter(settings, sink.name, stopping)
-        consumer = await start_kafka(lambda: _consumer(settings, sink.name, config), stopping, what)
+        consumer = await start_kafka(
+            lambda: _consumer(settings, sink.name, config, stream), stopping, what
+        )
         if consumer is None:
             return
         breaker = Breaker(settings.sink_breaker_failures, settings.sink_breaker_cooldown_s)
@@ -253,10 +260,10 @@ def _producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def _consumer(settings: Settings, sink: str, config: SinkBase) -> AIOKafkaConsumer:
+def _consumer(settings: Settings, sink: str, config: SinkBase, stream: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        settings.topic("alerts"),
-        group_id=sink_group(settings, sink),
+        settings.topic(stream),
+        group_id=sink_group(settings, sink, stream),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
