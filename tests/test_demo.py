@@ -30,6 +30,16 @@ def test_the_demo_forwards_every_alert_as_cef_and_leaves_no_process(tmp_path: Pa
     latest = last_versions(written)
     assert differences(latest, scan_alerts(SAMPLE)) == []
     assert f"{len(latest)} alert(s)" in done.stdout
+    # then the incidents scan groups the alerts into, and where the inventory is served
+    path = tmp_path / "incidents.jsonl"
+    scanned = [sys.executable, "-m", "pipeline.cli", "scan", "--incidents", str(path), str(SAMPLE)]
+    subprocess.run(scanned, capture_output=True, check=True)
+    incidents = last_versions(path.read_bytes().splitlines())
+    shown = done.stdout.split(f"\n{len(incidents)} incident(s):\n", 1)[1]
+    assert {f"{i['severity']:<9}{i['summary']}" for i in incidents.values()} <= set(
+        shown.splitlines()
+    )
+    assert "inventory view: http://127.0.0.1:" in shown
 
     lines = cef_out.read_text().splitlines()
     assert len(lines) == len(written)  # one syslog line per alert message on the topic

@@ -1,7 +1,9 @@
 """``signin-risk demo``: the whole pipeline on one machine with nothing installed.
 
 Starts the embedded broker, creates the topics, runs a real worker process, replays files
-into the raw topic and prints alerts as the worker produces them. It ends when the worker's
+into the raw topic and prints alerts as the worker produces them, then the incidents they
+form (the incidents topic) and where the worker serves the mail-client inventory. It ends
+when the worker's
 committed offsets reach the end of the raw and signins topics (every alert is then on the
 alerts topic, because the worker commits only acknowledged outputs), and stops everything
 it started.
@@ -23,13 +25,16 @@ import orjson
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.runtime.broker import EmbeddedBroker
+from pipeline.runtime.broker import EmbeddedBroker, free_port
 from pipeline.runtime.procs import spawn, spawn_worker, terminate
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
 from pipeline.sources.replay import replay
 
 COLUMNS = (("time", 28), ("rule", 25), ("severity", 9), ("user", 28), ("client", 32), ("ip", 0))
+
+
+INVENTORY_VIEW_PORT = 9465
 
 
 def embedded_settings(bootstrap: str, metrics_port: int) -> Settings:
@@ -127,8 +132,12 @@ def run_demo(
 ) -> int:
     if not _port_free(metrics_port):
         metrics_port = 0
+    view_port = INVENTORY_VIEW_PORT if _port_free(INVENTORY_VIEW_PORT) else free_port()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = embedded_settings(broker.bootstrap, metrics_port)
+        # The inventory view on loopback, where it needs no token.
+        settings = embedded_settings(broker.bootstrap, metrics_port).model_copy(
+            update={"inventory_view": True, "inventory_view_port": view_port}
+        )
         create_topics(settings)
         if cef_out:
             Path(cef_out).unlink(missing_ok=True)
@@ -180,10 +189,13 @@ def _watch(
         enable_auto_commit=False,
         **settings.kafka_client_config(),
     )
-    alert_partitions = [
-        TopicPartition(settings.topic("alerts"), p) for p in range(settings.partitions)
-    ]
-    consumer.assign(alert_partitions)
+    consumer.assign(
+        [
+            TopicPartition(settings.topic(topic), p)
+            for topic in ("alerts", "incidents")
+            for p in range(settings.partitions)
+        ]
+    )
     consumer.seek_to_beginning()
     group = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -220,13 +232,21 @@ def _show(
         print(DASHBOARD_HINT.format(port=settings.metrics_port), file=out)
     print(_header(), file=out)
     latest: dict[str, dict[str, Any]] = {}
+    incidents: dict[str, dict[str, Any]] = {}
     seen = 0
     quiet_since = time.monotonic()
     while True:
         if worker.poll() is not None:
             return 1, seen
         batch = consumer.poll(timeout_ms=200)
-        for messages in batch.values():
+        for tp, messages in batch.items():
+            if tp.topic == settings.topic("incidents"):
+                for message in messages:
+                    incident = orjson.loads(message.value)
+                    incidents[incident["id"]] = incident
+                    if follow:
+                        print(_incident_row(incident), file=out, flush=True)
+                continue
             seen += len(messages)
             for message in messages:
                 alert = orjson.loads(message.value)
@@ -243,4 +263,18 @@ def _show(
         + ", ".join(f"{rule}={n}" for rule, n in sorted(by_rule.items())),
         file=out,
     )
+    print(f"\n{len(incidents)} incident(s):", file=out)
+    for incident in sorted(incidents.values(), key=lambda i: (i["first"], i["id"])):
+        print(_incident_row(incident), file=out)
+    view = f"http://127.0.0.1:{settings.inventory_view_port}"
+    print(
+        f"\ninventory view: {view}/inventory and {view}/inventory.csv while the worker runs "
+        "(--follow keeps it running); offline: signin-risk inventory FILE...",
+        file=out,
+    )
     return 0, seen
+
+
+def _incident_row(incident: dict[str, Any]) -> str:
+    """An incident as one line: its severity, then its narrative (who, what, where, when)."""
+    return f"{incident['severity']:<9}{incident['summary']}"
