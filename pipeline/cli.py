@@ -9,7 +9,7 @@ import io
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,7 +23,14 @@ from pipeline.core.policy import PolicyError, load_policy
 from pipeline.runtime.files import open_private
 from pipeline.runtime.procs import Interrupted, interrupt_on_signals
 from pipeline.runtime.settings import STAGES, STREAMS, Settings
-from pipeline.sources.inputs import STDIN, STDIN_HINT, InputError, expand, read_inputs
+from pipeline.sources.inputs import (
+    STDIN,
+    STDIN_HINT,
+    InputError,
+    expand,
+    open_inputs,
+    read_inputs,
+)
 
 SAMPLE = Path(__file__).parent / "data" / "sample-signins.ndjson"
 
@@ -39,6 +46,21 @@ def _read_inputs(paths: Sequence[str], command: str = "scan") -> Iterator[tuple[
     if STDIN in paths and sys.stdin.isatty():
         print(STDIN_HINT.format(command=command), file=sys.stderr)
     yield from read_inputs(expand(paths))
+
+
+@contextmanager
+def _streamed(paths: Sequence[str], command: str) -> Iterator[Iterator[tuple[str, BinaryIO]]]:
+    """Every input as a stream read while its records are judged (directories expanded, gzip
+    decompressed, ``InputError`` when one cannot be read), under a progress bar of the bytes
+    read; on a terminal, stdin says it waits for input, and no bar draws over what is typed."""
+    from pipeline.runtime import progress
+
+    typed = STDIN in paths and sys.stdin.isatty()
+    if typed:
+        print(STDIN_HINT.format(command=command), file=sys.stderr)
+    files = expand(paths)
+    with progress.bar(command, progress.input_bytes(files), shown=not typed) as bar:
+        yield open_inputs(files, bar.update)
 
 
 def _missing_input(paths: Sequence[str]) -> str | None:
@@ -71,14 +93,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{args.incidents}: cannot write incidents: {exc.strerror}")
     try:
-        stats = scan(
-            _read_inputs(args.paths),
-            policy,
-            found,
-            rejects,
-            args.max_event_bytes,
-            incidents,
-        )
+        with _streamed(args.paths, "scan") as inputs:
+            stats = scan(inputs, policy, found, rejects, args.max_event_bytes, incidents)
     except OSError as exc:
         return _fail(f"{exc.filename}: {exc.strerror}")
     finally:
@@ -148,9 +164,10 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     policy, mask = chosen
     book = Inventory(policy)
     try:
-        for result in detect(_read_inputs(args.paths), policy, ScanStats()):
-            for enriched in result.enriched:
-                book.add(enriched)
+        with _streamed(args.paths, "inventory") as inputs:
+            for result in detect(inputs, policy, ScanStats()):
+                for enriched in result.enriched:
+                    book.add(enriched)
     except OSError as exc:
         return _fail(f"{exc.filename}: {exc.strerror}")
     rows = [mask(row) for row in book.rows(args.non_compliant)]
@@ -183,8 +200,6 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from pipeline.alerts.report import collect, render
 
     chosen = _offline(args)
@@ -195,26 +210,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = open_private(args.output, _settings().file_mode_bits)
     except OSError as exc:
         return _fail(f"{args.output}: cannot write: {exc.strerror}")
-    # tqdm draws only on a terminal (disable=None), on stderr: files read, then records judged.
-    with out, ExitStack() as bars:
-
-        def reading() -> Iterator[tuple[str, bytes]]:
-            bar = bars.enter_context(tqdm(desc="reading", unit=" file", disable=None, leave=False))
-            for name, data in _read_inputs(args.paths, "report"):
-                bar.update(1)
-                yield name, data
-            bar.close()
-
-        judging: list[tqdm[Any]] = []
-
-        def judged(done: int, total: int) -> None:
-            if not judging:
-                bar = tqdm(desc="judging", total=total, unit=" record", disable=None, leave=False)
-                judging.append(bars.enter_context(bar))
-            judging[0].update(done - judging[0].n)
-
+    with out:
         try:
-            tally = collect(reading(), policy, mask, args.max_event_bytes, judged)
+            with _streamed(args.paths, "report") as inputs:
+                tally = collect(inputs, policy, mask, args.max_event_bytes)
         except OSError as exc:
             return _fail(f"{exc.filename}: {exc.strerror}")
         out.write(render(tally).encode())

@@ -31,7 +31,7 @@ from pipeline.core.inventory import Inventory, build_line
 from pipeline.core.outcomes import outcome
 from pipeline.core.policy import Policy
 from pipeline.core.records import SEVERITIES
-from pipeline.core.scan import ScanStats, detect
+from pipeline.core.scan import Input, ScanStats, detect
 from pipeline.core.timeparse import parse_time
 
 Mask = Callable[[dict[str, Any]], dict[str, Any]]
@@ -92,14 +92,13 @@ class Tally:
 
 
 def collect(
-    inputs: Iterable[tuple[str, bytes]],
+    inputs: Iterable[Input],
     policy: Policy,
     mask: Mask,
     max_bytes: int,
-    progress: Callable[[int, int], None] | None = None,
 ) -> Tally:
     tally = Tally(policy, mask)
-    for result in detect(inputs, policy, tally.stats, None, max_bytes, progress):
+    for result in detect(inputs, policy, tally.stats, None, max_bytes):
         for e in result.enriched:
             tally.signin(e)
         for _, alerts in result.alerts:

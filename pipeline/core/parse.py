@@ -34,11 +34,13 @@ Reason codes (stable: dead-letter consumers and metrics use them):
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -109,17 +111,72 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
         doc, repeats = decode(data, classify=False)  # why it failed is each line's to say
     except ParseError:
         if _looks_like_csv(data):
-            _parse_csv(data, out)
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                err = ParseError("invalid-utf8", "", f"byte {exc.start}")
+                out.rejected.append(_rejected(err, data))
+                return out
+            for part in _csv_parts(text.splitlines(keepends=True)):
+                out.records += part.records
+                out.rejected += part.rejected
             return out
         for line_no, line in _lines(data):
-            if len(line) > max_bytes:
-                err = ParseError("too-large", "", f"{len(line)} bytes > limit {max_bytes}")
-                out.rejected.append(_rejected(err, line, line_no))
-            else:
-                _parse_line(line, line_no, out)
+            _parse_json_line(line, line_no, max_bytes, out)
         return out
     _add_guarded(doc, out, 1, data, repeats)
     return out
+
+
+_PART = 1000
+"""Records (and rejects) per piece ``parse_stream`` hands on, at most a line's more."""
+
+
+def parse_stream(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Iterator[Parsed]:
+    """``parse_file``'s records and rejects, in pieces, reading ``stream`` as it goes.
+
+    JSON lines are read a line at a time and the portal's CSV a row at a time, so a large
+    export never sits in memory whole. A file of one JSON document (pretty-printed, or a
+    single line) is read whole as ``parse_file`` reads it: the APIs that write one document
+    (Graph, the Logs query API, ``az``) page or cap their results, and JSON lines are what
+    an export of any size is (Event Hubs capture, diagnostic settings to storage).
+    """
+    head: list[bytes] = []
+    lines = iter(stream)
+    first = second = b""
+    for raw in lines:
+        head.append(raw)
+        if not raw.strip():
+            continue
+        if first:
+            second = raw
+            break
+        first = raw
+    start = first.removeprefix(_BOM).lstrip()[:1]
+    if not second or (start in (b"{", b"[") and not _decodes(first)):
+        yield parse_file(b"".join(head) + stream.read(), max_bytes)
+        return
+    if _looks_like_csv(first):
+        text = codecs.iterdecode(itertools.chain(head, lines), "utf-8-sig")
+        yield from _csv_parts(text)
+        return
+    out = Parsed()
+    for line_no, raw in enumerate(itertools.chain(head, lines), 1):
+        line = raw.removesuffix(b"\n")
+        if line.strip():
+            _parse_json_line(line, line_no, max_bytes, out)
+            if len(out.records) + len(out.rejected) >= _PART:
+                yield out
+                out = Parsed()
+    yield out
+
+
+def _decodes(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 _BOM = b"\xef\xbb\xbf"
@@ -136,44 +193,62 @@ CSV_HEADER_MARKS = frozenset({"TimeGenerated", "Type", "CreatedDateTime"})
 `` [UTC]``); a CSV without any is not a table export this can read."""
 
 
-def _parse_csv(data: bytes, out: Parsed) -> None:
+def _csv_parts(lines: Iterable[str]) -> Iterator[Parsed]:
     """The Log Analytics portal's CSV export: a header row, one row per record, dynamic
     cells as JSON text (quotes doubled), times as ``9/19/2023, 1:45:17.287 PM`` in columns
-    named ``TimeGenerated [UTC]``. Each row is read as the table row it is."""
+    named ``TimeGenerated [UTC]``. Each row is read as the table row it is; bytes that are
+    not UTF-8 end the file with one reject (``lines`` decodes as it is read)."""
+    out = Parsed()
+    reader = csv.reader(lines, strict=False)
     try:
-        text = data.decode("utf-8-sig")
+        header = [name.removesuffix(" [UTC]").strip() for name in next(reader, [])]
+        known = not CSV_HEADER_MARKS.isdisjoint(header)
+        line_no = reader.line_num
+        for row in reader:
+            start, line_no = line_no + 1, reader.line_num
+            if not any(row):
+                continue
+            _add_row(header, row, known, start, out)
+            if len(out.records) + len(out.rejected) >= _PART:
+                yield out
+                out = Parsed()
     except UnicodeDecodeError as exc:
-        out.rejected.append(_rejected(ParseError("invalid-utf8", "", f"byte {exc.start}"), data))
+        err = ParseError("invalid-utf8", "", f"byte {exc.start} of a line after {reader.line_num}")
+        out.rejected.append(_rejected(err, b"", reader.line_num + 1))
+    yield out
+
+
+def _add_row(header: list[str], row: list[str], known: bool, line: int, out: Parsed) -> None:
+    raw = ",".join(row).encode()
+    if not known:
+        err = ParseError(
+            "unrecognised-shape",
+            "",
+            "looks like CSV without a Log Analytics header (TimeGenerated [UTC], Type)",
+        )
+        out.rejected.append(_rejected(err, raw, line))
         return
-    reader = csv.reader(text.splitlines(keepends=True), strict=False)
-    header = [name.removesuffix(" [UTC]").strip() for name in next(reader, [])]
-    known = not CSV_HEADER_MARKS.isdisjoint(header)
-    line_no = reader.line_num
-    for row in reader:
-        start, line_no = line_no + 1, reader.line_num
-        if not any(row):
-            continue
-        raw = ",".join(row).encode()
-        if not known:
-            err = ParseError(
-                "unrecognised-shape",
-                "",
-                "looks like CSV without a Log Analytics header (TimeGenerated [UTC], Type)",
-            )
-            out.rejected.append(_rejected(err, raw, start))
-            continue
-        try:
-            out.records.append(normalize(dict(zip(header, row, strict=False))))
-        except ParseError as err:
-            out.rejected.append(_rejected(err, raw, start))
-        except Exception as exc:  # a bug must cost this record only
-            out.rejected.append(processing_error(exc, raw))
+    try:
+        out.records.append(normalize(dict(zip(header, row, strict=False))))
+    except ParseError as err:
+        out.rejected.append(_rejected(err, raw, line))
+    except Exception as exc:  # a bug must cost this record only
+        out.rejected.append(processing_error(exc, raw))
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     for line_no, line in enumerate(data.split(b"\n"), 1):
         if line.strip():
             yield line_no, line
+
+
+def _parse_json_line(line: bytes, line_no: int, max_bytes: int, out: Parsed) -> None:
+    """One line of a JSON lines file: one delivery, held to ``max_bytes``."""
+    if len(line) > max_bytes:
+        err = ParseError("too-large", "", f"{len(line)} bytes > limit {max_bytes}")
+        out.rejected.append(_rejected(err, line, line_no))
+    else:
+        _parse_line(line, line_no, out)
 
 
 def _parse_line(line: bytes, line_no: int, out: Parsed) -> None:

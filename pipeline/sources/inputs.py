@@ -9,7 +9,7 @@ import gzip
 import io
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -69,15 +69,49 @@ def size(path: str) -> int | None:
     return None if path == STDIN else Path(path).stat().st_size
 
 
+BUFFER = 1 << 20
+"""Bytes read from a file at a time."""
+
+
+class _Reader(io.RawIOBase):
+    """Reads ``source``, telling ``counted`` how many bytes each read brought (a progress
+    bar's step), and turning a failure into an ``InputError`` that names the input: reading
+    goes on while records are judged, far from where the input was opened."""
+
+    def __init__(self, source: Any, name: str, counted: Callable[[int], object] | None) -> None:
+        self._source, self._name, self._counted = source, name, counted
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            n: int = self._source.readinto(buffer)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise InputError(self._name, f"not a readable gzip file ({exc})") from None
+        except InputError:
+            raise
+        except OSError as exc:
+            raise InputError(self._name, exc.strerror or str(exc)) from None
+        if self._counted is not None and n:
+            self._counted(n)
+        return n
+
+
 @contextmanager
-def open_input(path: str) -> Iterator[BinaryIO]:
-    """``path`` (or stdin, left open) for reading, decompressed when it is gzip."""
-    raw: Any = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115
+def open_input(path: str, counted: Callable[[int], object] | None = None) -> Iterator[BinaryIO]:
+    """``path`` (or stdin, left open) for reading, decompressed when it is gzip; ``counted``
+    is told the bytes read from it (compressed), ``InputError`` raised when it fails."""
+    name = display_name(path)
     try:
-        stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+        raw: Any = sys.stdin.buffer if path == STDIN else open(path, "rb", buffering=0)  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(name, exc.strerror or str(exc)) from None
+    try:
+        stream = io.BufferedReader(_Reader(raw, name, counted), BUFFER)
         if stream.peek(2)[:2] == GZIP_MAGIC:
             with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
-                yield cast(BinaryIO, unzipped)
+                yield cast(BinaryIO, io.BufferedReader(_Reader(unzipped, name, None), BUFFER))
         else:
             yield cast(BinaryIO, stream)
     finally:
@@ -87,16 +121,21 @@ def open_input(path: str) -> Iterator[BinaryIO]:
 
 def read_input(path: str) -> bytes:
     """The whole content of ``path``, decompressed; ``InputError`` when it cannot be read."""
-    try:
-        with open_input(path) as stream:
-            return stream.read()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise InputError(display_name(path), f"not a readable gzip file ({exc})") from None
-    except OSError as exc:
-        raise InputError(display_name(path), exc.strerror or str(exc)) from None
+    with open_input(path) as stream:
+        return stream.read()
 
 
 def read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
     """(name, content) of every input, one at a time."""
     for path in paths:
         yield display_name(path), read_input(path)
+
+
+def open_inputs(
+    paths: Sequence[str], counted: Callable[[int], object] | None = None
+) -> Iterator[tuple[str, BinaryIO]]:
+    """(name, stream) of every input, one open at a time: each is closed when the next is
+    asked for; ``counted`` as for ``open_input``."""
+    for path in paths:
+        with open_input(path, counted) as stream:
+            yield display_name(path), stream

@@ -19,22 +19,21 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
-from tqdm import tqdm
 
 from pipeline.runtime.procs import FLUSH_S
+from pipeline.runtime.progress import bar as progress_bar
+from pipeline.runtime.progress import input_bytes
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import admin_client
-from pipeline.sources.inputs import expand, open_input
+from pipeline.sources.inputs import expand, open_input, size
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +104,8 @@ def replay(
         **settings.kafka_client_config(),
     )
     failures: list[BaseException] = []
-    sizes = {p: Path(p).stat().st_size for p in paths if p != "-"}
-    bar = tqdm(
-        total=sum(sizes.values()) if "-" not in paths else None,
-        unit="B",
-        unit_scale=True,
-        desc=f"replay {topic}",
-        file=sys.stderr,
-        disable=not progress or not sys.stderr.isatty(),
-    )
+    sizes = {p: size(p) or 0 for p in paths}
+    bar = progress_bar(f"replay {topic}", input_bytes(paths), progress)
     messages = records = sent_bytes = skipped = 0
     start = time.monotonic()
     close_s = 10.0
