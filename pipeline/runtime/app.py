@@ -616,25 +616,28 @@ class _InventoryServer(Service):
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _users(self) -> Iterator[tuple[str, Any]]:
+    async def _answer(self, request: web.Request) -> web.Response:
+        # The table is read here, between the agents' steps; decoding and listing every
+        # user's state (seconds for 100,000 users) runs in a thread, so detection goes on.
         signins, partitions = self._settings.topic("signins"), self._settings.partitions
         mine = {tp.partition for tp in self._app.assignor.assigned_actives() if tp.topic == signins}
-        values = (
-            (key, RULE_STATES.loads(value))
-            for key, value in list(self._table.items())
-            if value and partition_for(key, partitions) in mine
-        )
-        return inventories(values)
+        stored = list(self._table.items())
 
-    async def _answer(self, request: web.Request) -> web.Response:
-        token = self._settings.inventory_view_token.get_secret_value()
-        answer = handle(
+        def users() -> Iterator[tuple[str, Any]]:
+            return inventories(
+                (key, RULE_STATES.loads(value))
+                for key, value in stored
+                if value and partition_for(key, partitions) in mine
+            )
+
+        answer = await asyncio.to_thread(
+            handle,
             request.method,
             request.path,
             request.query,
             request.headers.get("Authorization", ""),
-            token,
-            self._users,
+            self._settings.inventory_view_token.get_secret_value(),
+            users,
             self._mask,
         )
         headers = {"Content-Type": answer.content_type, **answer.headers}
