@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from pipeline.core.parse import parse_event, parse_file
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
 from pipeline.sources.inputs import InputError
@@ -21,6 +23,7 @@ from pipeline.sources.replay import (
     records_in_line,
     replay,
 )
+from tests import loganalytics_export as la
 from tools.synth import sample_envelopes, sample_records
 
 BAD_LINE = b'{"records": [{"category": "SignInLogs", "properties": {"id": "cut-off'
@@ -158,3 +161,47 @@ def test_stdin_and_lines_too_large_to_send(
 
     assert (stats.messages, stats.skipped) == (2, 1)
     assert Counter(_consume(settings, 2)) == Counter([b"{}", over_limit])
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
+
+
+def _worker_reads(messages: list[tuple[bytes, int]]) -> list[Any]:
+    """The records the worker makes of replayed messages (``parse_event``, as ingest does)."""
+    records: list[Any] = []
+    for value, _ in messages:
+        parsed = parse_event(value)
+        assert parsed.rejected == []
+        records += parsed.records
+    return records
+
+
+def test_a_portal_csv_export_is_sent_as_rows_the_worker_reads_as_scan_does() -> None:
+    data = la.portal_csv(la.rows(la.documents(SAMPLE.read_bytes())))
+    messages = _messages(data)
+    expected = parse_file(data).records
+    assert len(expected) == 471 and parse_file(data).rejected == []
+    assert len(messages) == 10  # envelopes of at most 50 rows
+    assert sum(count for _, count in messages) == 471
+    assert _worker_reads(messages) == expected
+    crlf = data.replace(b"\n", b"\r\n")
+    assert _worker_reads(_messages(crlf)) == parse_file(crlf).records
+
+
+def test_a_query_api_result_too_large_for_one_event_is_cut_into_row_envelopes() -> None:
+    data = la.query_api(la.rows(la.documents(SAMPLE.read_bytes())))
+    messages = _messages(data, max_bytes=64 * 1024)
+    assert len(messages) > 10
+    assert _worker_reads(messages) == parse_file(data).records
+
+
+def test_csv_replayed_to_the_broker_arrives_as_json_envelopes(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    create_topics(kafka_settings)
+    path = tmp_path / "SigninLogs.csv"
+    path.write_bytes(la.portal_csv(la.rows(la.documents(SAMPLE.read_bytes()))))
+    stats = replay([str(path)], kafka_settings, progress=False)
+    assert (stats.messages, stats.records_estimate) == (10, 471)
+    values = _consume(kafka_settings, stats.messages)
+    assert _worker_reads([(v, 0) for v in values]) == parse_file(path.read_bytes()).records

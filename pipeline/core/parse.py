@@ -110,7 +110,7 @@ def parse_file(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Parsed:
     try:
         doc, repeats = decode(data, classify=False)  # why it failed is each line's to say
     except ParseError:
-        if _looks_like_csv(data):
+        if looks_like_csv(data):
             try:
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
@@ -156,7 +156,7 @@ def parse_stream(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> 
     if not second or (start in (b"{", b"[") and not _decodes(first)):
         yield parse_file(b"".join(head) + stream.read(), max_bytes)
         return
-    if _looks_like_csv(first):
+    if looks_like_csv(first):
         text = codecs.iterdecode(itertools.chain(head, lines), "utf-8-sig")
         yield from _csv_parts(text)
         return
@@ -182,7 +182,7 @@ def _decodes(line: bytes) -> bool:
 _BOM = b"\xef\xbb\xbf"
 
 
-def _looks_like_csv(data: bytes) -> bool:
+def looks_like_csv(data: bytes) -> bool:
     """A first line that is no JSON and has commas: a header row."""
     first = data.removeprefix(_BOM).lstrip()[:4096].split(b"\n", 1)[0]
     return first[:1] not in (b"{", b"[", b"") and b"," in first
@@ -193,28 +193,36 @@ CSV_HEADER_MARKS = frozenset({"TimeGenerated", "Type", "CreatedDateTime"})
 `` [UTC]``); a CSV without any is not a table export this can read."""
 
 
-def _csv_parts(lines: Iterable[str]) -> Iterator[Parsed]:
+def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str], list[str]]]:
     """The Log Analytics portal's CSV export: a header row, one row per record, dynamic
     cells as JSON text (quotes doubled), times as ``9/19/2023, 1:45:17.287 PM`` in columns
-    named ``TimeGenerated [UTC]``. Each row is read as the table row it is; bytes that are
-    not UTF-8 end the file with one reject (``lines`` decodes as it is read)."""
-    out = Parsed()
+    named ``TimeGenerated [UTC]``. Yields (line a row starts on, the header without the
+    `` [UTC]`` suffixes, the row's cells) for every row with a value; a ``lines`` that
+    decodes as it is read raises ``UnicodeDecodeError`` where its bytes are not UTF-8."""
     reader = csv.reader(lines, strict=False)
+    header = [name.removesuffix(" [UTC]").strip() for name in next(reader, [])]
+    line_no = reader.line_num
+    for row in reader:
+        start, line_no = line_no + 1, reader.line_num
+        if any(row):
+            yield start, header, row
+
+
+def _csv_parts(lines: Iterable[str]) -> Iterator[Parsed]:
+    """Records of a CSV export (``csv_rows``), each row read as the table row it is; bytes
+    that are not UTF-8 end the file with one reject."""
+    out = Parsed()
+    rows = csv_rows(lines)
+    line = 1
     try:
-        header = [name.removesuffix(" [UTC]").strip() for name in next(reader, [])]
-        known = not CSV_HEADER_MARKS.isdisjoint(header)
-        line_no = reader.line_num
-        for row in reader:
-            start, line_no = line_no + 1, reader.line_num
-            if not any(row):
-                continue
-            _add_row(header, row, known, start, out)
+        for line, header, row in rows:
+            _add_row(header, row, not CSV_HEADER_MARKS.isdisjoint(header), line, out)
             if len(out.records) + len(out.rejected) >= _PART:
                 yield out
                 out = Parsed()
     except UnicodeDecodeError as exc:
-        err = ParseError("invalid-utf8", "", f"byte {exc.start} of a line after {reader.line_num}")
-        out.rejected.append(_rejected(err, b"", reader.line_num + 1))
+        err = ParseError("invalid-utf8", "", f"byte {exc.start} of a line after {line}")
+        out.rejected.append(_rejected(err, b"", line + 1))
     yield out
 
 

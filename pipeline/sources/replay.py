@@ -7,8 +7,11 @@ One Kafka message is one Event Hubs event, so envelopes are preserved:
   UTF-8, over ``max_event_bytes``) are sent too: dead-lettering them is the worker's job, so
   a replay exercises the same path as a real delivery.
 - One JSON document (pretty-printed or not): an envelope or a record is sent as one compact
-  message; a top-level array of records, or an envelope too big for one event, is cut into
+  message; a top-level array of records, or a container too big for one event (an
+  envelope, a Graph page, a Logs query API result: ``parse.container_items``), is cut into
   envelopes ``{"records": [...]}`` of at most 50 records and ``max_event_bytes``.
+- The Log Analytics portal's CSV export: its rows, read as ``scan`` reads them, are sent as
+  JSON objects (column -> cell) in such envelopes; the worker reads each as a table row.
 
 The topic must exist (``pipeline.runtime.topics.create_topics``): producing to a missing topic makes
 brokers create it with their own default partition count, Tansu even when asked not to.
@@ -16,8 +19,10 @@ brokers create it with their own default partition count, Tansu even when asked 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,12 +33,13 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 
+from pipeline.core.parse import container_items, csv_rows, looks_like_csv
 from pipeline.runtime.procs import FLUSH_S
 from pipeline.runtime.progress import bar as progress_bar
 from pipeline.runtime.progress import input_bytes
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import admin_client
-from pipeline.sources.inputs import expand, open_input, size
+from pipeline.sources.inputs import InputError, expand, open_input, size
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +170,8 @@ def records_in_line(line: bytes) -> int:
 
 
 def iter_messages(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Message]:
-    """The messages of one input: JSON lines as they are, or one document re-encoded.
+    """The messages of one input: JSON lines as they are, one document re-encoded, or the
+    rows of a CSV export in envelopes.
 
     A file whose first non-empty line is a complete ``{...}`` is JSON lines and is streamed
     without parsing, unless that line is the only one and over ``max_bytes``: like ``scan``,
@@ -178,6 +185,9 @@ def iter_messages(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Messa
         if first.strip():
             break
     else:
+        return
+    if looks_like_csv(first):
+        yield from _csv_messages(itertools.chain([first], stream), name, max_bytes)
         return
     head = first.strip()
     if head[:1] == b"[" or (head[:1] == b"{" and head[-1:] != b"}"):
@@ -214,8 +224,10 @@ def _line_messages(lines: Iterable[bytes], first_no: int, name: str) -> Iterator
 
 
 def _document_messages(doc: Any, name: str, max_bytes: int) -> Iterator[Message]:
-    items = _records_of(doc)
-    if items is None:  # a bare record, a scalar, an envelope with a bad "records"
+    items = (
+        doc if isinstance(doc, list) else container_items(doc) if isinstance(doc, dict) else None
+    )
+    if not isinstance(items, list):  # a bare record, a scalar, a container with bad records
         yield Message(orjson.dumps(doc), 1, name)
         return
     if isinstance(doc, dict):
@@ -223,25 +235,29 @@ def _document_messages(doc: Any, name: str, max_bytes: int) -> Iterator[Message]
         if len(whole) <= max_bytes:
             yield Message(whole, len(items), name)
             return
+    yield from _enveloped(items, name, max_bytes)
+
+
+def _enveloped(items: Iterable[Any], name: str, max_bytes: int) -> Iterator[Message]:
     for n, (value, count) in enumerate(envelopes(items, max_bytes), 1):
         yield Message(value, count, f"{name}#{n}")
 
 
-def _records_of(doc: Any) -> list[Any] | None:
-    """The record list of an array, an envelope or a Graph page; None for anything else."""
-    if isinstance(doc, list):
-        return doc
-    if isinstance(doc, dict):
-        items = doc.get("records")
-        if items is None and "@odata.context" in doc:
-            items = doc.get("value")
-        if isinstance(items, list):
-            return items
-    return None
+def _csv_messages(lines: Iterable[bytes], name: str, max_bytes: int) -> Iterator[Message]:
+    """A portal CSV export as envelopes of its rows, each row the JSON object of its columns:
+    the raw topic carries JSON, and the worker reads a row as ``scan`` reads the CSV."""
+    text = codecs.iterdecode(lines, "utf-8-sig")
+    rows = (dict(zip(header, row, strict=False)) for _, header, row in csv_rows(text))
+    try:
+        yield from _enveloped(rows, name, max_bytes)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            name, f"CSV that is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def envelopes(
-    records: Sequence[Any], max_bytes: int, per_envelope: int = ENVELOPE_RECORDS
+    records: Iterable[Any], max_bytes: int, per_envelope: int = ENVELOPE_RECORDS
 ) -> Iterator[tuple[bytes, int]]:
     """Compact ``{"records": [...]}`` envelopes of at most ``per_envelope`` records and,
     unless a single record is larger, ``max_bytes``; yields (bytes, record count)."""
