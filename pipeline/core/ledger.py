@@ -13,7 +13,6 @@ does not hold it either. ``scan`` and ``inventory`` keep the same in dicts; the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -60,12 +59,13 @@ class Ledger:
         when one is due. A stage that writes only one table says so (``users=False`` in the
         by-ip stage): that table then holds the incident whatever its kind, so nothing is
         left in the other table's unflushed state (the stages flush their own only)."""
-        document = asdict(alert)
+        sent = orjson.dumps(alert)
+        document = orjson.loads(sent)  # a tenth of dataclasses.asdict's cost
         mine = self._users if users else self._addresses
         theirs = self._addresses if addresses else self._users
         incident_id, version = incidents.track(mine, theirs, document, self.policy.incidents)
-        document["incident_id"] = incident_id
-        return orjson.dumps(document), None if version is None else orjson.dumps(version)
+        sent = sent[:-1] + b',"incident_id":' + orjson.dumps(incident_id) + b"}"
+        return sent, None if version is None else orjson.dumps(version)
 
     def observe(self, enriched: Iterable[Enriched]) -> None:
         """Each sign-in into its user's inventory."""
