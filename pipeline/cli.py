@@ -17,7 +17,7 @@ import orjson
 import yaml
 
 from pipeline.alerts.render import SCAN_FORMATS, ScanFormat
-from pipeline.alerts.table import colour_wanted
+from pipeline.alerts.table import colour_wanted, terminal_width
 from pipeline.core.parse import DEFAULT_MAX_EVENT_BYTES
 from pipeline.core.policy import PolicyError, load_policy
 from pipeline.runtime.files import open_private
@@ -116,7 +116,9 @@ def _write_alerts(found: bytes, fmt: ScanFormat, output: BinaryIO | None) -> Non
             out.write(found)
         else:
             alerts = [orjson.loads(raw) for raw in found.splitlines()]
-            render.write(alerts, fmt, out, colour=output is None and colour_wanted(sys.stdout))
+            terminal = output is None
+            colour = terminal and colour_wanted(sys.stdout)
+            render.write(alerts, fmt, out, colour, terminal_width(sys.stdout) if terminal else 0)
     finally:
         if output is not None:
             output.close()

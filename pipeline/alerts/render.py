@@ -24,11 +24,16 @@ FILE_SINK_FACILITY = 13
 
 
 def write(
-    alerts: Iterable[dict[str, Any]], fmt: ScanFormat, out: BinaryIO, colour: bool = False
+    alerts: Iterable[dict[str, Any]],
+    fmt: ScanFormat,
+    out: BinaryIO,
+    colour: bool = False,
+    width: int = 0,
 ) -> None:
-    """Each alert in ``fmt``, one per line (the table has a header and sorts by time)."""
+    """Each alert in ``fmt``, one per line (the table has a header and sorts by time; on a
+    terminal, ``colour`` and its ``width``)."""
     if fmt == "table":
-        table = Table(colour)
+        table = Table(colour, width)
         text = io.StringIO()
         text.write(table.header() + "\n")
         for alert in sorted(alerts, key=lambda a: str(a.get("time", ""))):

@@ -3,12 +3,13 @@
 One row per alert version. An incident's alert is re-sent under the same id when it grows
 (see the README's stateful rules); such a row is marked as an update of that id, so the
 rows and the summary's count of alerts (distinct ids) mean the same thing. Long values end
-in an ellipsis; severity is coloured only when the output is a terminal.
+in an ellipsis; only on a terminal is severity coloured and the summary cut to its width.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from typing import Any, TextIO
 
@@ -24,6 +25,14 @@ COLUMNS = (
     ("summary", 0),
 )
 """Name and width (0: the rest of the line)."""
+SUMMARY_MIN = 20
+"""The summary's width however narrow the terminal: a row may wrap, the summary stays legible."""
+
+
+def terminal_width(stream: TextIO) -> int:
+    """The terminal's columns when ``stream`` is one, else 0 (a file keeps whole rows)."""
+    return shutil.get_terminal_size().columns if stream.isatty() else 0
+
 
 _COLOURS = {"critical": "1;35", "high": "1;31", "medium": "33", "low": "36", "informational": "2"}
 
@@ -51,8 +60,11 @@ def _place(location: Any) -> str:
 class Table:
     """Rows for a stream of alert versions, remembering which ids it has shown."""
 
-    def __init__(self, colour: bool = False) -> None:
+    def __init__(self, colour: bool = False, width: int = 0) -> None:
+        """``width``: the terminal's, to which the summary is cut; 0 keeps it whole."""
         self.colour = colour
+        fixed = sum(w + 1 for _, w in COLUMNS if w)
+        self.summary_width = max(SUMMARY_MIN, width - fixed) if width else 0
         self.shown: dict[str, str] = {}
         """Alert id -> its rule, for the summary."""
 
@@ -79,7 +91,7 @@ class Table:
         }
         cells = []
         for name, width in COLUMNS:
-            cell = _fit(" ".join(str(values[name]).split()), width)
+            cell = _fit(" ".join(str(values[name]).split()), width or self.summary_width)
             if name == "severity" and self.colour:
                 code = _COLOURS.get(str(values[name]), "0")
                 cell = f"\x1b[{code}m{cell}\x1b[0m"

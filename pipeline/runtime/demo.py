@@ -1,12 +1,12 @@
 """``signin-risk demo``: the whole pipeline on one machine with nothing installed.
 
 Starts the embedded broker, creates the topics, runs a real worker process, replays files
-into the raw topic and prints alerts as the worker produces them, then the incidents they
-form (the incidents topic) and where the worker serves the mail-client inventory. It ends
-when the worker's
-committed offsets reach the end of the raw and signins topics (every alert is then on the
-alerts topic, because the worker commits only acknowledged outputs), and stops everything
-it started.
+into the raw topic and prints alerts as the worker produces them (the alert table of
+``pipeline.alerts.table``, each moment's rows in event time, ``--alerts-out`` written as
+they come), then the incidents they form (the incidents topic) and where the worker serves
+the mail-client inventory. It ends when the worker's committed offsets reach the end of the
+raw and signins topics (every alert is then on the alerts topic, because the worker commits
+only acknowledged outputs), or with ``--follow`` at Ctrl-C, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,14 +24,12 @@ import orjson
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.alerts.table import Table, colour_wanted, terminal_width
 from pipeline.runtime.broker import EmbeddedBroker, free_port
 from pipeline.runtime.procs import spawn, spawn_worker, terminate
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
 from pipeline.sources.replay import replay
-
-COLUMNS = (("time", 28), ("rule", 25), ("severity", 9), ("user", 28), ("client", 32), ("ip", 0))
-
 
 INVENTORY_VIEW_PORT = 9465
 
@@ -59,26 +56,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _row(alert: dict[str, Any]) -> str:
-    client = alert.get("client", {})
-    values = {
-        "time": alert["time"],
-        "rule": alert["rule"],
-        "severity": alert["severity"],
-        "user": alert["user"],
-        "client": f"{client.get('name', '')} {client.get('version', '')}".strip(),
-        "ip": alert["ip"],
-    }
-    return " ".join(
-        str(values[name])[: width - 1].ljust(width) if width else str(values[name])
-        for name, width in COLUMNS
-    )
-
-
-def _header() -> str:
-    return " ".join(name.upper().ljust(width) if width else name.upper() for name, width in COLUMNS)
-
-
 def _drained(settings: Settings, group: KafkaConsumer) -> bool:
     """Has the worker committed everything on the raw and signins topics?
 
@@ -96,6 +73,14 @@ def _drained(settings: Settings, group: KafkaConsumer) -> bool:
 
 
 CEF_SINK = "demo-cef"
+HOLD_S = 0.5
+"""How long an alert waits to be shown, so the alerts of one moment are shown in event time
+(the worker judges in event time; the alerts topic's partitions interleave)."""
+FOLLOW_HINT = (
+    "following: the broker is {bootstrap}; replay more into it from another terminal with\n"
+    "  SIGNIN_RISK_KAFKA_BOOTSTRAP={bootstrap} signin-risk replay FILE|DIR...\n"
+    "Ctrl-C stops the worker and the broker and prints the summary"
+)
 DASHBOARD_HINT = (
     "dashboard: with --follow, scrape 127.0.0.1:{port} from Prometheus and import "
     "deploy/grafana/dashboards/signin-risk.json into Grafana (README, Deploy)"
@@ -221,48 +206,55 @@ def _show(
     group: KafkaConsumer,
     started: float,
 ) -> tuple[int, int]:
-    stats = replay(paths, settings, progress=False)
-    where = f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
-    print(
-        f"replayed {stats.messages} event(s) from {len(paths)} file(s); "
-        f"worker pid {worker.pid}; metrics {where}",
-        file=out,
-    )
-    if settings.metrics_port:
-        print(DASHBOARD_HINT.format(port=settings.metrics_port), file=out)
-    print(_header(), file=out)
-    latest: dict[str, dict[str, Any]] = {}
+    table = Table(colour_wanted(out), terminal_width(out))
     incidents: dict[str, dict[str, Any]] = {}
+    held: list[dict[str, Any]] = []
     seen = 0
-    quiet_since = time.monotonic()
-    while True:
-        if worker.poll() is not None:
-            return 1, seen
-        batch = consumer.poll(timeout_ms=200)
-        for tp, messages in batch.items():
-            if tp.topic == settings.topic("incidents"):
+    try:
+        stats = replay(paths, settings, progress=False)
+        where = "off"
+        if settings.metrics_port:
+            where = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        print(
+            f"replayed {stats.messages} event(s) from {len(paths)} file(s); "
+            f"worker pid {worker.pid}; metrics {where}",
+            file=out,
+        )
+        if settings.metrics_port:
+            print(DASHBOARD_HINT.format(port=settings.metrics_port), file=out)
+        if follow:
+            print(FOLLOW_HINT.format(bootstrap=settings.kafka_bootstrap), file=out)
+        print(table.header(), file=out, flush=True)
+        quiet_since = held_since = time.monotonic()
+        while True:
+            if worker.poll() is not None:
+                return 1, seen
+            batch = consumer.poll(timeout_ms=200)
+            for tp, messages in batch.items():
+                if tp.topic == settings.topic("incidents"):
+                    for message in messages:
+                        incident = orjson.loads(message.value)
+                        incidents[incident["id"]] = incident
+                        if follow:
+                            print(_incident_row(incident), file=out, flush=True)
+                    continue
+                seen += len(messages)
                 for message in messages:
-                    incident = orjson.loads(message.value)
-                    incidents[incident["id"]] = incident
-                    if follow:
-                        print(_incident_row(incident), file=out, flush=True)
-                continue
-            seen += len(messages)
-            for message in messages:
-                alert = orjson.loads(message.value)
-                latest[alert["id"]] = alert
-                if alerts_out is not None:
-                    alerts_out.write(message.value + b"\n")
-                print(_row(alert), file=out, flush=True)
-                quiet_since = time.monotonic()
-        if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
-            break
-    by_rule = Counter(a["rule"] for a in latest.values())
-    print(
-        f"\n{len(latest)} alert(s) in {time.monotonic() - started:.1f} s: "
-        + ", ".join(f"{rule}={n}" for rule, n in sorted(by_rule.items())),
-        file=out,
-    )
+                    if alerts_out is not None:
+                        alerts_out.write(message.value + b"\n")
+                        alerts_out.flush()
+                    if not held:
+                        held_since = time.monotonic()
+                    held.append(orjson.loads(message.value))
+                    quiet_since = time.monotonic()
+            if held and time.monotonic() - held_since > HOLD_S:
+                _print_rows(table, held, out)
+            if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
+                break
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM): what was shown is the demo's result
+        pass
+    _print_rows(table, held, out)
+    print(f"\n{table.summary(time.monotonic() - started)}", file=out)
     print(f"\n{len(incidents)} incident(s):", file=out)
     for incident in sorted(incidents.values(), key=lambda i: (i["first"], i["id"])):
         print(_incident_row(incident), file=out)
@@ -273,6 +265,14 @@ def _show(
         file=out,
     )
     return 0, seen
+
+
+def _print_rows(table: Table, held: list[dict[str, Any]], out: Any) -> None:
+    """The alerts held, in event time (the alerts topic's partitions interleave), as rows."""
+    for alert in sorted(held, key=lambda a: str(a.get("time", ""))):
+        print(table.row(alert), file=out)
+    out.flush()
+    held.clear()
 
 
 def _incident_row(incident: dict[str, Any]) -> str:
