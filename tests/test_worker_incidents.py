@@ -28,6 +28,7 @@ from test_streaming import (
     wait_for,
 )
 
+from pipeline.alerts.privacy import pseudonym
 from pipeline.core.incidents import entity
 from pipeline.runtime.broker import free_port
 from pipeline.runtime.procs import settings_env
@@ -97,8 +98,11 @@ def test_the_worker_gives_the_incidents_and_inventory_of_scan_and_serves_the_inv
         "inventory_view_port": port,
         "inventory_view_token": SecretStr(token),
     }
+    # The view pseudonymises users as `inventory --pseudonymize user` does, under one key.
+    secret = uuid4().hex if split else ""
+    hidden = {"pseudonym_key": SecretStr(secret), "inventory_view_pseudonymize": "user"}
     if split:  # the view is detect's, where user_state lives
-        start(stage="detect", **view)
+        start(stage="detect", **view, **hidden)
         start(stage="ingest", metrics_port=free_port(), **view)
     else:
         start(**view)
@@ -130,23 +134,28 @@ def test_the_worker_gives_the_incidents_and_inventory_of_scan_and_serves_the_inv
     assert metric_sum(settings.metrics_port, "signin_risk_incidents_total") == len(sent)
 
     # The inventory view answers scan's rows, to its token only, and reads only.
-    scanned = cli("inventory", "--format", "json", str(SAMPLE)).stdout
+    masked = ["--pseudonymize", "user"] if split else []
+    env = os.environ | {"SIGNIN_RISK_PSEUDONYM_KEY": secret}
+    scanned = cli("inventory", "--format", "json", *masked, str(SAMPLE), env=env).stdout
     rows = [orjson.loads(line) for line in scanned.splitlines()]
     assert len(rows) > 20
+    assert any("@contoso.com" in r["user"] for r in rows) != split
 
     def listed() -> Any:
         status, _, body = request(port, "/inventory?limit=1000", token=token)
         return orjson.loads(body)["rows"] if status == 200 else status
 
     assert wait_for("the inventory of scan", listed, lambda r: r == rows, timeout_s=30) == rows
-    csv = cli("inventory", "--format", "csv", str(SAMPLE)).stdout
+    csv = cli("inventory", "--format", "csv", *masked, str(SAMPLE), env=env).stdout
     assert request(port, "/inventory.csv?limit=1000", token=token)[::2] == (200, csv)
     status, _, body = request(port, "/inventory?limit=5&offset=5", token=token)
     page = orjson.loads(body)
     assert (page["rows"], page["total"], page["next"]) == (rows[5:10], len(rows), 10)
-    first = rows[0]["user"]
-    status, _, body = request(port, f"/inventory?user={first.upper()}", token=token)
-    assert orjson.loads(body)["rows"] == [r for r in rows if r["user"] == first]
+    # one user's rows, asked for by UPN in any case (shown as its pseudonym when hidden)
+    upn = "grace.kim@contoso.com"
+    shown = pseudonym(secret.encode(), upn) if split else upn
+    status, _, body = request(port, f"/inventory?user={upn.upper()}", token=token)
+    assert orjson.loads(body)["rows"] == [r for r in rows if r["user"] == shown] != []
     assert request(port, "/inventory", method="HEAD", token=token)[::2] == (200, b"")
     assert request(port, "/inventory")[0] == 401
     assert request(port, "/inventory", token="wrong")[0] == 401
