@@ -337,6 +337,11 @@ def _worker_class() -> type[Any]:
 
         armed = False
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if not self.stdout.isatty():  # its cursor codes would end up in the log file
+                self.spinner = None
+
         def _schedule_shutdown(self, signal: Any) -> None:  # mode's SIGTERM/SIGINT handler
             if not self.armed:
                 self.armed = True

@@ -12,15 +12,22 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import orjson
 
 from pipeline.alerts.table import Table, colour_wanted
+from pipeline.runtime.broker import free_port
+from pipeline.runtime.procs import spawn, spawn_worker, terminate
 from pipeline.runtime.progress import bar
+from pipeline.runtime.settings import Settings
+from pipeline.runtime.topics import create_topics
+from pipeline.sources.replay import replay
 from tools.synth import sample_days
 
 CLI = [sys.executable, "-m", "pipeline.cli"]
+SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
 COLUMNS = 200
 
 
@@ -104,3 +111,32 @@ def test_scan_table_on_a_terminal_is_coloured_and_no_wider_than_it() -> None:
     assert max(map(len, visible)) <= COLUMNS
     assert any(row.endswith("…") for row in visible)  # summaries cut to the width
     assert not colour_wanted(sys.stdout)  # pytest's stdout: no terminal
+
+
+def test_service_log_files_hold_no_terminal_codes(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A worker and a forwarder writing to files, as under systemd or the demo: their logs
+    hold lines, not a spinner's cursor codes (Faust draws one while a worker starts)."""
+    settings = kafka_settings.model_copy(update={"metrics_port": free_port()})
+    create_topics(settings)
+    policy = tmp_path / "policy.yaml"
+    alerts = tmp_path / "alerts.jsonl"
+    policy.write_text(f"sinks:\n  out:\n    type: file\n    path: {alerts}\n    format: native\n")
+    settings = settings.model_copy(update={"policy_file": str(policy)})
+    logs = {name: tmp_path / f"{name}.log" for name in ("worker", "forward")}
+    with logs["worker"].open("wb") as worker_log, logs["forward"].open("wb") as forward_log:
+        worker = spawn_worker(settings, worker_log)
+        quiet = settings.model_copy(update={"metrics_port": 0})
+        forwarder = spawn(["forward", "--sink", "out"], quiet, forward_log)
+    try:
+        replay([str(SAMPLE)], settings, progress=False)
+        deadline = time.monotonic() + 120
+        while not (alerts.exists() and len(alerts.read_bytes().splitlines()) >= 40):
+            assert time.monotonic() < deadline, logs["worker"].read_text()[-3000:]
+            assert worker.poll() is None and forwarder.poll() is None
+            time.sleep(0.3)
+    finally:
+        terminate(forwarder, 30, "forwarder")
+        terminate(worker, 30, "worker")
+    for name, path in logs.items():
+        text = path.read_bytes()
+        assert b"\x1b" not in text and b"\b" not in text, (name, text[-2000:])
