@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint peers test demo bench sample report-screenshot clean
+.PHONY: install lint peers test demo demo-capture bench sample report-screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint peers
 
 demo: $(STAMP)
 	$(BIN)/signin-risk demo $(DEMO_ARGS)
+
+# The README's demo screen: docs/demo.txt and its excerpt, from a real run (tests/test_docs.py).
+demo-capture: $(STAMP)
+	$(BIN)/python -m tools.democapture
 
 # The benchmarks and the sample generator are tools/, run from the checkout (not in the wheel).
 bench: $(STAMP)

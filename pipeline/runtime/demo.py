@@ -83,7 +83,7 @@ FOLLOW_HINT = (
 )
 DASHBOARD_HINT = (
     "dashboard: with --follow, scrape 127.0.0.1:{port} from Prometheus and import "
-    "deploy/grafana/dashboards/signin-risk.json into Grafana (README, Deploy)"
+    "deploy/grafana/dashboards/signin-risk.json into Grafana (docs/dashboards.md)"
 )
 
 
