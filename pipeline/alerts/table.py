@@ -1,7 +1,7 @@
 """Alerts as a table for people at a terminal: ``demo`` and ``scan --format table``.
 
 One row per alert version. An incident's alert is re-sent under the same id when it grows
-(see the README's stateful rules); such a row is marked as an update of that id, so the
+(docs/detections.md); such a row is marked as an update of that id, so the
 rows and the summary's count of alerts (distinct ids) mean the same thing. Long values end
 in an ellipsis; only on a terminal is severity coloured and the summary cut to its width.
 """

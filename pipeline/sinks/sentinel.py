@@ -1,7 +1,7 @@
 """Alerts to Microsoft Sentinel: a custom Log Analytics table through the Logs Ingestion API.
 
 Each alert becomes one flat row of ``TABLE_COLUMNS`` (the table, the data collection rule's
-stream declaration and the README's setup all follow that constant), so analytics rules
+stream declaration and the setup in docs/forwarding.md all follow that constant), so analytics rules
 query columns rather than parse JSON. The sink's ``format`` does not apply here.
 
 The Azure SDKs are imported when a sink is built, not with this module: the policy loads
