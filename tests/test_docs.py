@@ -263,3 +263,18 @@ def test_demo_capture_is_the_samples_and_the_readme_shows_it(
     per_rule = dict(pair.split("=") for pair in summary.group(2).split(", "))
     assert {rule: int(n) for rule, n in per_rule.items()} == dict(sample_counts)
     assert int(summary.group(1)) == sum(sample_counts.values())
+
+
+def test_sample_size_quoted_is_the_samples() -> None:
+    """ "N records of a fictional tenant, in ten Event Hubs envelopes", wherever it is said."""
+    envelopes = [orjson.loads(line) for line in SAMPLE.read_bytes().splitlines() if line.strip()]
+    records = sum(len(envelope["records"]) for envelope in envelopes)
+    words = {10: "ten"}
+    quoted = re.compile(r"(\d+)\s+records of a fictional tenant[^.]*?in (\w+) Event Hubs envelopes")
+    found = 0
+    for page in PAGES:
+        for count, shown_envelopes in quoted.findall(page.read_text()):
+            found += 1
+            assert int(count) == records, page.name
+            assert shown_envelopes == words.get(len(envelopes), str(len(envelopes))), page.name
+    assert found >= 2
