@@ -34,7 +34,7 @@ V1_RULES = frozenset(
     {"risky-signin", "legacy-auth", "password-spray", "brute-force", "impossible-travel"}
     | {"risk-detection", "mfa-fatigue"}
 )
-"""Rules whose alerts v1.0 gives as the diagnostic form does (docs/inputs-outputs.md: input forms)."""
+"""Rules whose alerts v1.0 gives as the diagnostic form does (docs/inputs-outputs.md)."""
 
 
 def _records() -> list[dict[str, Any]]:
