@@ -191,11 +191,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         )
     data = text.getvalue().encode()
     if args.output:
-        try:
-            with open_private(args.output, _settings().file_mode_bits) as out:
-                out.write(data)
-        except OSError as exc:
-            return _fail(f"{args.output}: cannot write: {exc.strerror}")
+        if failed := _write_private(args.output, data):
+            return _fail(failed)
     else:
         sys.stdout.buffer.write(data)
     return 0
@@ -227,6 +224,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_private(path: str, data: bytes) -> str | None:
+    """Write a file that holds personal data (0600 by default); why not, if it failed."""
+    try:
+        with open_private(path, _settings().file_mode_bits) as out:
+            out.write(data)
+    except OSError as exc:
+        return f"{path}: cannot write: {exc.strerror}"
+    return None
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from pipeline.core.baseline import warm
     from pipeline.core.parse import parse_file
@@ -244,15 +251,23 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             records += parse_file(data).records
     except OSError as exc:
         return _fail(f"{exc.filename}: {exc.strerror}")
+    if not (args.output or args.load):
+        return _fail("baseline: give -o FILE, --load, or both")
     warmed = warm(records, policy)
     data = b"".join(orjson.dumps({"key": k, "state": v}) + b"\n" for k, v in sorted(warmed.items()))
-    try:
-        with open_private(args.output, _settings().file_mode_bits) as out:
-            out.write(data)
-    except OSError as exc:
-        return _fail(f"{args.output}: cannot write: {exc.strerror}")
+    if args.output and (failed := _write_private(args.output, data)):
+        return _fail(failed)
+    if args.load:
+        from pipeline.runtime.warmup import WarmupRefused, load
+
+        try:
+            load(_settings(), warmed)
+        except WarmupRefused as exc:
+            return _fail(f"baseline: {exc}")
+    where = " into the user_state changelog" if args.load else ""
     print(
-        f"baseline: {len(warmed)} users and workloads from {len(records)} records", file=sys.stderr
+        f"baseline: {len(warmed)} users and workloads from {len(records)} records{where}",
+        file=sys.stderr,
     )
     return 0
 
@@ -558,8 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument("paths", nargs="+", metavar="PATH", help="exported sign-ins, as for scan")
     baseline.add_argument("--policy", help="policy YAML (default: built-in defaults)")
+    baseline.add_argument("-o", "--output", metavar="FILE", help="JSON lines {key, state} (0600)")
     baseline.add_argument(
-        "-o", "--output", required=True, metavar="FILE", help="JSON lines {key, state} (0600)"
+        "--load",
+        action="store_true",
+        help="write them into the user_state changelog (settings from env) of a deployment "
+        "that has not run yet, before its first worker starts",
     )
     baseline.set_defaults(func=cmd_baseline)
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 from test_cli import run
+from test_streaming import Worker, consume, streaming  # noqa: F401  (fixture)
 
-from pipeline.core.baseline import merge, warm
-from pipeline.core.codec import RULE_STATES, dump_user_risk, load_user_risk
+from pipeline.core.baseline import warm
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine
 from pipeline.core.parse import parse_file
 from pipeline.core.policy import Policy
 from pipeline.core.records import Record
-from pipeline.core.state import RISK, Entry, KeyedState, RuleStates
+from pipeline.core.state import KeyedState, RuleStates, user_risk
+from pipeline.core.timeparse import parse_time
+from pipeline.runtime.procs import settings_env
+from pipeline.runtime.settings import Settings
+from pipeline.sources.replay import replay
 from tools.synth import _START, INCIDENTS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample-signins.ndjson"
@@ -27,9 +35,9 @@ def baseline_alerts(records: list[Record], warmed: dict[str, RuleStates]) -> dic
     engine = Engine(Policy())
     users = KeyedState(RULE_STATES)
     for key, entries in warmed.items():
-        users.put(key, merge(users.get(key), entries))
+        users.put(key, entries)
     users.flush()
-    book = Entry(users, RISK, load_user_risk, dump_user_risk)
+    book = user_risk(users)
     found: dict[str, str] = {}
     for record in sorted(records, key=lambda r: r.time):
         for alert in engine.process(record, book, users).alerts:
@@ -60,20 +68,6 @@ def test_warmed_state_is_the_baselines_only_and_small() -> None:
     assert all(e[0] <= newest for entries in warmed.values() for e in entries.values())
 
 
-def test_merge_never_overwrites_what_a_worker_learned() -> None:
-    learned = {"new-country": [2.0, {"first": 1.0, "count": 11, "seen": {"US": 2.0}}, None]}
-    warmed = {
-        "new-country": [1.0, {"first": 0.0, "count": 11, "seen": {"NL": 1.0}}, None],
-        "workload-new-network": [1.0, {"first": 0.0, "count": 3, "seen": {}}, None],
-    }
-    merged = merge(learned, warmed)
-    assert merged is not None
-    assert merged["new-country"] == learned["new-country"]
-    assert merged["workload-new-network"] == warmed["workload-new-network"]
-    assert merge(merged, warmed) is None  # nothing left to add: no write
-    assert merge(None, warmed) == warmed
-
-
 def test_the_baseline_command_writes_the_warmed_state_privately(tmp_path: Path) -> None:
     out = tmp_path / "baseline.jsonl"
     result = run("baseline", str(SAMPLE), "-o", str(out))
@@ -86,3 +80,44 @@ def test_the_baseline_command_writes_the_warmed_state_privately(tmp_path: Path) 
     assert "users and workloads from 471 records" in result.stderr.decode()
     missing = run("baseline", str(tmp_path / "none.json"), "-o", str(out))
     assert missing.returncode == 2 and len(missing.stderr.decode().splitlines()) == 1
+
+
+def test_baselines_loaded_before_the_first_worker_alert_from_its_first_day(
+    streaming: tuple[Settings, Worker],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """baseline --load writes the learned history into the user_state changelog; the first
+    worker restores it and raises on today's records alone what scan of history and today
+    raises. A deployment that has run is refused."""
+    settings, start = streaming
+    history, today = tmp_path / "history.ndjson", tmp_path / "today.ndjson"
+    for path, wanted in ((history, lambda t: t < _START), (today, lambda t: t >= _START)):
+        path.write_bytes(
+            b"".join(
+                orjson.dumps({"records": [r]}) + b"\n"
+                for line in SAMPLE.read_bytes().splitlines()
+                for r in orjson.loads(line)["records"]
+                if wanted(parse_time(r.get("time") or r["properties"]["createdDateTime"]))
+            )
+        )
+
+    def load() -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "pipeline.cli", "baseline", str(history), "--load"]
+        env = os.environ | settings_env(settings)
+        return subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
+
+    loaded = load()
+    assert loaded.returncode == 0, loaded.stderr.decode()
+    start()
+    replay([str(today)], settings, progress=False)
+    wanted = {INCIDENTS["new_country"]: "new-country", "contoso-hr-sync": "workload-new-network"}
+
+    def baseline_rules(values: list[bytes]) -> dict[str, str]:
+        alerts = map(orjson.loads, values)
+        return {a["user"]: a["rule"] for a in alerts if a["rule"] in set(wanted.values())}
+
+    values = consume(settings, "alerts", lambda v: baseline_rules(v) == wanted)
+    assert baseline_rules(values) == wanted
+    again = load()
+    assert again.returncode == 2
+    assert "already holds user state" in again.stderr.decode()

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from operator import attrgetter
 
-from pipeline.core.codec import RULE_STATES, dump_user_risk, load_user_risk
+from pipeline.core.codec import RULE_STATES
 from pipeline.core.detect import Engine
 from pipeline.core.policy import Policy
 from pipeline.core.records import Record, SignIn
 from pipeline.core.rules import REGISTRY
 from pipeline.core.rules.windows import BaselineSettings
-from pipeline.core.state import RISK, Entry, KeyedState, RuleStates
+from pipeline.core.state import KeyedState, RuleStates, user_risk
 
 _FLUSH_EVERY = 500
 
@@ -38,7 +38,7 @@ def warm(records: Iterable[Record], policy: Policy) -> dict[str, RuleStates]:
     chosen = baseline_rules(policy)
     engine = Engine(policy, rules=[REGISTRY[r] for r in chosen])
     users = KeyedState(RULE_STATES)
-    book = Entry(users, RISK, load_user_risk, dump_user_risk)
+    book = user_risk(users)
     signins = sorted((r for r in records if isinstance(r, SignIn)), key=attrgetter("time"))
     for index, signin in enumerate(signins):
         engine.process(signin, book, users)
@@ -55,11 +55,3 @@ def warm(records: Iterable[Record], policy: Policy) -> dict[str, RuleStates]:
         if entries:
             warmed[key] = entries
     return warmed
-
-
-def merge(current: RuleStates | None, warmed: RuleStates) -> RuleStates | None:
-    """``current`` with the warmed entries of rules it has no entry for; None when nothing
-    changes (the key need not be written)."""
-    current = current or {}
-    missing = {rule_id: entry for rule_id, entry in warmed.items() if rule_id not in current}
-    return {**current, **missing} if missing else None
