@@ -416,7 +416,10 @@ async def _judge_directly(
     """Both stages of detection on a take of raw events, without the re-key hops."""
     started = time.perf_counter()
     try:
-        result = judge.driver.segments(received.segments, direct=True)
+        # Raw partitions interleave in a take as they were fetched: judged in event time
+        # across them (each partition's order kept), as detect judges its batches.
+        by_partition = [(segment.partition, [segment]) for segment in received.segments]
+        result = judge.driver.segments(segments_in_event_time(by_partition), direct=True)
         settled = judge.settle(result.alerts, result.enriched)
     except Exception as exc:  # a bug must cost one take, never the worker
         judge.driver.discard()

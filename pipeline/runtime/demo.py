@@ -11,6 +11,7 @@ only acknowledged outputs), or with ``--follow`` at Ctrl-C, and stops everything
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.alerts.table import Table, colour_wanted, terminal_width
 from pipeline.runtime.broker import EmbeddedBroker, free_port
-from pipeline.runtime.procs import spawn, spawn_worker, terminate
+from pipeline.runtime.procs import Interrupted, spawn, spawn_worker, terminate
 from pipeline.runtime.settings import Settings
 from pipeline.runtime.topics import create_topics
 from pipeline.sources.replay import replay
@@ -209,7 +210,7 @@ def _show(
     table = Table(colour_wanted(out), terminal_width(out))
     incidents: dict[str, dict[str, Any]] = {}
     held: list[dict[str, Any]] = []
-    seen = 0
+    seen = code = 0
     try:
         stats = replay(paths, settings, progress=False)
         where = "off"
@@ -251,8 +252,11 @@ def _show(
                 _print_rows(table, held, out)
             if not follow and time.monotonic() - quiet_since > 1.0 and _drained(settings, group):
                 break
-    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM): what was shown is the demo's result
-        pass
+    except KeyboardInterrupt as exc:  # what was shown is the demo's result either way
+        # Ctrl-C ends a demo as its user meant (exit 0); SIGTERM keeps the shell's 143, so
+        # a supervisor sees the demo was stopped.
+        if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:
+            code = exc.exit_code
     _print_rows(table, held, out)
     print(f"\n{table.summary(time.monotonic() - started)}", file=out)
     print(f"\n{len(incidents)} incident(s):", file=out)
@@ -264,7 +268,7 @@ def _show(
         "(--follow keeps it running); offline: signin-risk inventory FILE...",
         file=out,
     )
-    return 0, seen
+    return code, seen
 
 
 def _print_rows(table: Table, held: list[dict[str, Any]], out: Any) -> None:
