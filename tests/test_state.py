@@ -28,9 +28,9 @@ from pipeline.core.enrich import Observation
 from pipeline.core.ids import Incident
 from pipeline.core.parse import normalize
 from pipeline.core.policy import Policy, policy_from_data
-from pipeline.core.records import SignIn
+from pipeline.core.records import RiskEvent, SignIn
 from pipeline.core.risk import UserRisk
-from pipeline.core.rules import REGISTRY
+from pipeline.core.rules import REGISTRY, StatefulRule
 from pipeline.core.state import RISK as RISK_ENTRY
 from pipeline.core.state import Entry, KeyedState, RuleStates, user_risk
 
@@ -184,15 +184,29 @@ def stored_state() -> dict[str, bytes]:
     return store
 
 
-def test_state_is_stored_in_the_bytes_earlier_versions_wrote() -> None:
-    """A running deployment's user_state changelog loads, and its rules' entries are written
-    as before; the user's risk, once a table of its own (user_risk), is now the ``@risk``
-    entry of the same value, in the row that table held."""
+def test_state_earlier_versions_wrote_loads_and_joins_as_todays() -> None:
+    """A running deployment's user_state changelog loads. Its rules' entries are written as
+    before, but for risk-detection's remembered sign-ins, now kept as ids and times over the
+    user's few distinct places instead of a whole row each; a late detection joins the old
+    entries as it joins the new. The user's risk, once a table of its own (user_risk), is
+    now the ``@risk`` entry of the same value, in the row that table held."""
     (value,) = stored_state().values()
     state = orjson.loads(value)
+    old = orjson.loads(next(iter(STORED["user_state"].values())))
     (old_risk,) = STORED["user_risk"].values()
     assert state.pop(RISK_ENTRY) == orjson.loads(old_risk)
-    assert state == orjson.loads(next(iter(STORED["user_state"].values())))
+    rule = REGISTRY["risk-detection"]
+    new_entry, old_entry = state.pop(rule.id), old.pop(rule.id)
+    assert state == old
+    assert len(orjson.dumps(new_entry)) < len(orjson.dumps(old_entry))
+    assert isinstance(rule, StatefulRule) and rule.on_risk is not None
+    settings = rule.settings()
+    for signin_id in ("f-0", "s-1"):
+        late = normalize(risk_record({"requestId": signin_id}, "2026-01-15T11:00:00Z"))
+        assert isinstance(late, RiskEvent)
+        hits = [rule.on_risk(e[1], late, settings, 0.0)[1] for e in (old_entry, new_entry)]
+        assert hits[0] is not None and hits[0].about.id == signin_id
+        assert hits[0] == hits[1]
 
 
 def test_user_risk_round_trips_as_its_row() -> None:
@@ -234,3 +248,39 @@ def test_an_observation_round_trips_as_a_row_and_on_the_by_ip_topic() -> None:
     assert load_observation(row) == obs
     segments = [(1234, [(obs, "3/1", 7 << 20), (obs._replace(id="other"), "", 0)]), (5678, [])]
     assert decode_observations(encode_observations(segments)) == segments
+
+
+def test_risk_detection_keeps_only_the_parts_its_remembered_sign_ins_use() -> None:
+    """Its remembered sign-ins share parts (who, place, client...) kept once; parts of
+    sign-ins that left the window go with them, and a late detection still gets every
+    detail of the sign-in it names."""
+    rule = REGISTRY["risk-detection"]
+    assert isinstance(rule, StatefulRule) and rule.on_risk is not None
+    settings = rule.settings()
+    engine = Engine(Policy())
+    state: Any = None
+    observations: list[Observation] = []
+    for n in range(60):
+        record = normalize(
+            signin(
+                {
+                    "id": f"s-{n}",
+                    "createdDateTime": f"2026-01-15T10:{n:02d}:00Z",
+                    "ipAddress": f"198.51.100.{n}",
+                    "correlationId": f"c-{n // 2}",
+                    "appDisplayName": f"App {n % 30}",
+                }
+            )
+        )
+        assert isinstance(record, SignIn)
+        obs = Observation.of(engine.enrich(record, RISK))
+        observations.append(obs)
+        state, _ = rule.step(state, obs, settings, obs.time)
+    kept = settings.max_recent
+    assert [e[1] for e in state["recent"]] == [f"s-{n}" for n in range(60 - kept, 60)]
+    apps = {v[2] for v in state["values"] if isinstance(v, list) and v[1] is True}
+    assert apps == {o.app for o in observations[-kept:]} and len(apps) == kept
+    late = normalize(risk_record({"requestId": f"s-{60 - kept}"}, "2026-01-15T11:30:00Z"))
+    assert isinstance(late, RiskEvent)
+    _, hit = rule.on_risk(state, late, settings, late.time.timestamp())
+    assert hit is not None and hit.about == observations[60 - kept]

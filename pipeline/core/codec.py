@@ -14,9 +14,10 @@ a format is read and written in one place.
   source and position of its record.
 - The state tables (``pipeline.core.state``): ``RULE_STATES`` (user_state, ip_state), each
   value orjson bytes of its JSON-ready dict.
-- JSON-ready rows (``dump_*``/``load_*``): an ``Observation`` (in the by-ip topic and in
-  risk-detection's state), a ``UserRisk`` (in the user's state), an ``Incident`` (in every
-  stateful rule's state).
+- JSON-ready rows (``dump_*``/``load_*``): an ``Observation`` (in the by-ip topic), a
+  ``UserRisk`` (in the user's state), an ``Incident`` (in every stateful rule's state).
+  risk-detection keeps its sign-ins in a denser form of its own, as parts shared between
+  them (``pipeline.core.rules.risk_detection``).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.core.codec import dump_observation, load_observation
+from pipeline.core.codec import load_observation
 from pipeline.core.enrich import Observation
-from pipeline.core.records import Category, RiskEvent
+from pipeline.core.records import Category, Location, RiskEvent
 from pipeline.core.rules.base import Severity
 from pipeline.core.rules.windows import (
     Hit,
@@ -57,14 +57,12 @@ def wants(obs: Observation) -> bool:
 def step(
     state: Any, obs: Observation, settings: RiskDetectionSettings, newest: float
 ) -> tuple[Any, Hit | None]:
-    state = dict(state or {})
+    state = _current(state)
     span = (settings.window_minutes + settings.lateness_minutes) * 60
-    admitted = admit(
-        state.get("recent", []), [obs.time, obs.id, dump_observation(obs)], newest, span
-    )
-    if admitted is None:
+    recent, values = list(state.get("recent", [])), list(state.get("values", []))
+    if admit(recent, _remembered(obs, values), newest, span) is None:
         return state, None
-    state["recent"] = admitted[-settings.max_recent :]
+    _remember(state, recent[-settings.max_recent :], values)
     if "pending" not in state:
         return state, None
     pending = _unexpired(state, max(newest, obs.time), settings)
@@ -74,7 +72,7 @@ def step(
         request_id = evidence["request_id"]
         if obs.id != request_id and not (correlation_id and obs.correlation_id == correlation_id):
             continue
-        joined = _join(state["recent"], request_id, correlation_id)
+        joined = _join(state, request_id, correlation_id)
         if joined is None or joined.id == joined_id:
             continue  # a join is only ever improved, never undone
         entry[3] = joined.id
@@ -90,7 +88,7 @@ def step(
 def on_risk(
     state: Any, event: RiskEvent, settings: RiskDetectionSettings, newest: float
 ) -> tuple[Any, Hit | None]:
-    state = dict(state or {})
+    state = _current(state)
     if event.category == Category.RISKY_USERS:
         previous, state["user_state"] = state.get("user_state", ""), event.state
         if event.state not in _RISKY_STATES or previous == event.state:
@@ -102,7 +100,7 @@ def on_risk(
         summary = f"Identity Protection marked the user {event.state} ({event.level} risk)"
         evidence = _evidence(event) | {"joined_signin": False}
         return state, Hit(severity, summary, evidence, (), f"{event.id}@{about.time}", about)
-    joined = _join(state.get("recent", []), event.request_id, event.correlation_id)
+    joined = _join(state, event.request_id, event.correlation_id)
     evidence = _evidence(event)
     t = event.time.timestamp()
     pending = _unexpired(state, max(newest, t), settings)
@@ -136,13 +134,85 @@ def _keep(state: dict[str, Any], pending: list[list[Any]]) -> None:
         state.pop("pending", None)
 
 
-def _join(recent: list[list[Any]], request_id: str, correlation_id: str) -> Observation | None:
-    by_id = [e for e in recent if request_id and e[1] == request_id]
-    if not by_id and correlation_id:
-        by_id = [e for e in recent if load_observation(e[2]).correlation_id == correlation_id]
-        if len(by_id) != 1:
+def _parts(obs: Observation) -> list[Any]:
+    """What an alert shows of a sign-in besides its id, time and address, in parts a user's
+    sign-ins mostly share (who, place, client, risk, outcome and app, the session's
+    correlation id): the state keeps each distinct part once."""
+    level, state, detections = obs.risk
+    return [
+        [obs.tenant_id, obs.user, obs.user_id],
+        list(obs.location),
+        list(obs.client),
+        [level, state, list(detections)],
+        [obs.outcome, obs.interactive, obs.app],
+        obs.correlation_id,
+    ]
+
+
+def _remembered(obs: Observation, values: list[Any]) -> list[Any]:
+    """[time, id, address, index of each part in ``values``], adding new parts to it."""
+    at = []
+    for part in _parts(obs):
+        if part not in values:
+            values.append(part)
+        at.append(values.index(part))
+    return [obs.time, obs.id, obs.ip, *at]
+
+
+def _recalled(entry: list[Any], values: list[Any]) -> Observation:
+    t, signin_id, ip, *at = entry
+    who, location, client, (level, state, detections), rest, correlation_id = (
+        values[i] for i in at
+    )
+    tenant_id, user, user_id = who
+    outcome, interactive, app = rest
+    return Observation(
+        signin_id,
+        t,
+        tenant_id,
+        user,
+        user_id,
+        ip,
+        Location._make(location),
+        tuple(client),
+        (level, state, tuple(detections)),
+        outcome,
+        interactive,
+        correlation_id,
+        app,
+    )
+
+
+def _remember(state: dict[str, Any], recent: list[list[Any]], values: list[Any]) -> None:
+    """Keep ``recent`` and the parts they use."""
+    used = sorted({i for entry in recent for i in entry[3:]})
+    if len(used) < len(values):
+        renumber = {old: new for new, old in enumerate(used)}
+        recent = [[*entry[:3], *(renumber[i] for i in entry[3:])] for entry in recent]
+        values = [values[i] for i in used]
+    state["recent"], state["values"] = recent, values
+
+
+def _current(state: Any) -> dict[str, Any]:
+    """A copy of the state in today's form: state an earlier version wrote, where each
+    remembered sign-in carried its whole observation row ([time, id, row]), is converted."""
+    current: dict[str, Any] = dict(state or {})
+    old = current.get("recent", [])
+    if old and isinstance(old[0][2], list):
+        values: list[Any] = []
+        current["recent"] = [_remembered(load_observation(row), values) for _, _, row in old]
+        current["values"] = values
+    return current
+
+
+def _join(state: dict[str, Any], request_id: str, correlation_id: str) -> Observation | None:
+    recent, values = state.get("recent", []), state.get("values", [])
+    found = [_recalled(e, values) for e in recent if request_id and e[1] == request_id]
+    if not found and correlation_id:
+        found = [_recalled(e, values) for e in recent if values[e[-1]] == correlation_id]
+        if len(found) != 1:
             return None
-    return load_observation(by_id[0][2]) if by_id else None
+    return found[0] if found else None
 
 
 def _hit(evidence: dict[str, Any], about: Observation, joined: bool) -> Hit:
