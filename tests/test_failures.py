@@ -104,7 +104,11 @@ def _dead_port() -> int:
 
 def test_an_unreachable_broker_is_one_line_for_topics_and_replay() -> None:
     bootstrap = f"127.0.0.1:{_dead_port()}"
-    env = {**os.environ, "SIGNIN_RISK_KAFKA_BOOTSTRAP": bootstrap}
+    env = {
+        **os.environ,
+        "SIGNIN_RISK_KAFKA_BOOTSTRAP": bootstrap,
+        "SIGNIN_RISK_CONNECT_TIMEOUT_S": "3",
+    }
     commands = (["topics", "create"], ["replay", "--quiet", str(SAMPLE)])
     procs = [
         subprocess.Popen(

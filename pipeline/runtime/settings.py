@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     verify_log_end: bool = False
     """Confirm each changelog's end with a fetch before table recovery; needed on Tansu 0.6
     (the embedded broker), whose ListOffsets under-reports it. Costs one fetch per rebalance."""
+    connect_timeout_s: float = Field(30.0, gt=0)
+    """How long a command (topics, replay, baseline --load, the demo) waits for the broker to
+    answer at start before it gives up with one line."""
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
@@ -161,6 +164,7 @@ class Settings(BaseSettings):
             "security_protocol": self.security_protocol,
             "connections_max_idle_ms": self.connections_max_idle_ms,
             "metadata_max_age_ms": self.metadata_max_age_ms,
+            "bootstrap_timeout_ms": int(self.connect_timeout_s * 1000),
         }
         if self.security_protocol.startswith("SASL"):
             config |= {
@@ -178,7 +182,8 @@ class Settings(BaseSettings):
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Connection settings in aiokafka's spelling (the bridge and the forwarders)."""
-        config = {k: v for k, v in self.kafka_client_config().items() if k != "ssl_cafile"}
+        kafka_python_only = ("ssl_cafile", "bootstrap_timeout_ms")
+        config = {k: v for k, v in self.kafka_client_config().items() if k not in kafka_python_only}
         config["bootstrap_servers"] = self.kafka_bootstrap
         context = self.ssl_context()
         if context is not None:

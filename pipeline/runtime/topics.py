@@ -78,7 +78,7 @@ def create_topics(
     """
     by_name = {spec.name: spec for spec in specs or topic_specs(settings)}
     timeout_ms = int(timeout_s * 1000)
-    admin = admin_client(settings, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    admin = admin_client(settings, request_timeout_ms=timeout_ms)
     try:
         request = {
             spec.name: {
