@@ -150,12 +150,18 @@ def _parts(obs: Observation) -> list[Any]:
 
 
 def _remembered(obs: Observation, values: list[Any]) -> list[Any]:
-    """[time, id, address, index of each part in ``values``], adding new parts to it."""
+    """[time, id, address, index of each part in ``values``], adding new parts to it (in a
+    free slot, None, where there is one)."""
     at = []
     for part in _parts(obs):
-        if part not in values:
+        if part in values:
+            at.append(values.index(part))
+        elif None in values:
+            at.append(values.index(None))
+            values[at[-1]] = part
+        else:
+            at.append(len(values))
             values.append(part)
-        at.append(values.index(part))
     return [obs.time, obs.id, obs.ip, *at]
 
 
@@ -184,12 +190,14 @@ def _recalled(entry: list[Any], values: list[Any]) -> Observation:
 
 
 def _remember(state: dict[str, Any], recent: list[list[Any]], values: list[Any]) -> None:
-    """Keep ``recent`` and the parts they use."""
-    used = sorted({i for entry in recent for i in entry[3:]})
-    if len(used) < len(values):
-        renumber = {old: new for new, old in enumerate(used)}
-        recent = [[*entry[:3], *(renumber[i] for i in entry[3:])] for entry in recent]
-        values = [values[i] for i in used]
+    """Keep ``recent`` and the parts they use; a part no longer used leaves a free slot
+    (None) rather than renumbering every entry."""
+    used = {i for entry in recent for i in entry[3:]}
+    for i, part in enumerate(values):
+        if part is not None and i not in used:
+            values[i] = None
+    while values and values[-1] is None:
+        values.pop()
     state["recent"], state["values"] = recent, values
 
 
