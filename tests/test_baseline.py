@@ -117,7 +117,8 @@ def test_baselines_loaded_before_the_first_worker_alert_from_its_first_day(
         return {a["user"]: a["rule"] for a in alerts if a["rule"] in set(wanted.values())}
 
     values = consume(settings, "alerts", lambda v: baseline_rules(v) == wanted)
-    assert baseline_rules(values) == wanted
+    worker_log = (tmp_path / "worker-0.log").read_text(errors="replace")[-4000:]
+    assert baseline_rules(values) == wanted, f"{len(values)} alerts; worker log:\n{worker_log}"
     again = load()
     assert again.returncode == 2
     assert "already holds user state" in again.stderr.decode()
