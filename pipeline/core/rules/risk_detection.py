@@ -24,7 +24,7 @@ from pydantic import Field
 
 from pipeline.core.codec import load_observation
 from pipeline.core.enrich import Observation
-from pipeline.core.records import Category, Location, RiskEvent
+from pipeline.core.records import Category, RiskEvent
 from pipeline.core.rules.base import Severity
 from pipeline.core.rules.windows import (
     Hit,
@@ -154,39 +154,24 @@ def _remembered(obs: Observation, values: list[Any]) -> list[Any]:
     free slot, None, where there is one)."""
     at = []
     for part in _parts(obs):
-        if part in values:
+        try:
             at.append(values.index(part))
-        elif None in values:
-            at.append(values.index(None))
-            values[at[-1]] = part
-        else:
-            at.append(len(values))
-            values.append(part)
+        except ValueError:
+            if None in values:
+                values[values.index(None)] = part
+            else:
+                values.append(part)
+            at.append(values.index(part))
     return [obs.time, obs.id, obs.ip, *at]
 
 
 def _recalled(entry: list[Any], values: list[Any]) -> Observation:
     t, signin_id, ip, *at = entry
-    who, location, client, (level, state, detections), rest, correlation_id = (
+    who, location, client, risk, (outcome, interactive, app), correlation_id = (
         values[i] for i in at
     )
-    tenant_id, user, user_id = who
-    outcome, interactive, app = rest
-    return Observation(
-        signin_id,
-        t,
-        tenant_id,
-        user,
-        user_id,
-        ip,
-        Location._make(location),
-        tuple(client),
-        (level, state, tuple(detections)),
-        outcome,
-        interactive,
-        correlation_id,
-        app,
-    )
+    row = [signin_id, t, *who, ip, location, client, risk, outcome, interactive]
+    return load_observation([*row, correlation_id, app])
 
 
 def _remember(state: dict[str, Any], recent: list[list[Any]], values: list[Any]) -> None:
