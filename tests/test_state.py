@@ -137,6 +137,33 @@ def test_flush_writes_each_touched_key_once() -> None:
     assert sorted(store.writes) == ["j", "k"]
 
 
+def test_a_deferred_state_writes_each_key_once_per_write_and_reads_its_own_flushes() -> None:
+    """The worker's tables: flushes between takes keep bytes in memory; ``write`` (once per
+    commit interval) sends each changed key once, however many takes changed it."""
+    store = Store()
+    states = KeyedState(RULE_STATES, store, deferred=True)
+    for n in range(3):
+        states.put("k", {"rule": [float(n), {"n": n}, None]})
+        states.flush()
+        assert states.get("k") == {"rule": [float(n), {"n": n}, None]}
+        states.flush()
+    states.put("gone", {"rule": [1.0, None, None]})
+    states.flush()
+    states.put("gone", None)
+    states.flush()
+    states.put("half", {"rule": [1.0, None, None]})
+    states.discard()  # a failed take: what earlier takes flushed is still pending
+    assert store.writes == [] and sorted(states.stored_keys()) == ["k"]
+    assert states.write() == 2
+    assert store.writes == ["k"] and store.deletes == []  # "gone" never reached the store
+    assert orjson.loads(store.data["k"]) == {"rule": [2.0, {"n": 2}, None]}
+    assert states.write() == 0 and store.writes == ["k"]
+    states.put("k", None)  # a stored key deleted, pending: the sweep no longer sees it
+    states.flush()
+    assert states.stored_keys() == [] and states.get("k") is None
+    assert states.write() == 1 and store.deletes == ["k"]
+
+
 def test_flushed_values_are_exactly_sized() -> None:
     """orjson's output keeps its whole working buffer (~4 KB) allocated; a kept copy does not."""
     states = KeyedState(RULE_STATES)

@@ -293,7 +293,7 @@ def test_sample_through_the_worker_gives_the_alerts_of_scan(
     checked, wrong = misfiled(settings, TABLES)
     assert checked > 0 and wrong == []
     if lone:
-        assert changelogged_state(settings) == state_of_raw_topic(settings)
+        assert changelogged_state(settings) == state_of_raw_topic(settings)[0]
 
 
 def changelogged_state(settings: Settings) -> dict[str, dict[str, bytes]]:
@@ -308,29 +308,45 @@ def changelogged_state(settings: Settings) -> dict[str, dict[str, bytes]]:
     return tables
 
 
-def state_of_raw_topic(settings: Settings) -> dict[str, dict[str, bytes]]:
+class CountedStore(dict[str, bytes]):
+    """A table that counts its writes: the changelog records a worker would send."""
+
+    writes = 0
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+def state_of_raw_topic(
+    settings: Settings, flush_each_event: bool = False
+) -> tuple[dict[str, dict[str, bytes]], int]:
     """The state the pure driver and ledger leave after the raw topic's events, each with its raw
     position, in one pass: what the changelogs must hold however the worker's takes,
-    flushes and commits fell."""
-    users, addresses = KeyedState(RULE_STATES), KeyedState(RULE_STATES)
+    flushes and commits fell. And how many values that wrote, flushed once per partition
+    or, ``flush_each_event``, after each event (as a worker writing per take of one)."""
+    stores = {"user_state": CountedStore(), "ip_state": CountedStore()}
+    users, addresses = (KeyedState(RULE_STATES, store) for store in stores.values())
     policy = load_policy(settings.policy_file)
     driver = Driver(Engine(policy), users, addresses, settings.partitions)
     ledger = Ledger(policy, users, addresses)  # incidents and inventory, as the worker keeps
     events = sorted(read_topic(settings, settings.topic("raw")), key=lambda r: r.offset)
     for partition in sorted({r.partition for r in events}):
         mine = [r for r in events if r.partition == partition]
-        received = receive(
-            [(r.value, 0) for r in mine],
-            settings.max_event_bytes,
-            [(r.partition, r.offset) for r in mine],
-        )
-        result = driver.segments(received.segments, direct=True)
-        ledger.observe(result.enriched)
-        for _, alerts in result.alerts:
-            for alert in alerts:
-                ledger.track(alert)
-        driver.flush()
-    return {"user_state": dict(users._store), "ip_state": dict(addresses._store)}
+        for take in [[r] for r in mine] if flush_each_event else [mine]:
+            received = receive(
+                [(r.value, 0) for r in take],
+                settings.max_event_bytes,
+                [(r.partition, r.offset) for r in take],
+            )
+            result = driver.segments(received.segments, direct=True)
+            ledger.observe(result.enriched)
+            for _, alerts in result.alerts:
+                for alert in alerts:
+                    ledger.track(alert)
+            driver.flush()
+    writes = sum(store.writes for store in stores.values())
+    return {name: dict(store) for name, store in stores.items()}, writes
 
 
 def test_twelve_sample_days_through_the_worker_give_the_alerts_of_scan(
@@ -345,13 +361,25 @@ def test_twelve_sample_days_through_the_worker_give_the_alerts_of_scan(
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in envelopes))
     expected = scan_alerts(path)
     assert sum(a["rule"] == "risk-detection" for a in expected.values()) >= 3 * 12
-    start()
+    # A take per raw event, and a commit interval longer than the replay's takes last.
+    worker = start(batch_events=1, commit_interval_s=4.0)
+    started = time.monotonic()
     replay([str(path)], settings, progress=False)
     values = consume(settings, "alerts", lambda v: not mismatches(last_versions(v), expected))
     assert mismatches(last_versions(values), expected) == []
     risk = ("UserRiskEvents", "RiskyUsers")
     signins = sum(r["category"] not in risk for e in envelopes for r in e["records"])
     assert metric_sum(settings.metrics_port, "signin_risk_signins_total") == signins
+    assert stop(worker) == 0
+    # State is written once per commit interval: a key changed by many takes in one
+    # interval is one changelog record, where writing per take gives one per take.
+    intervals = (time.monotonic() - started) / 4.0 + 2
+    state, per_take = state_of_raw_topic(settings, flush_each_event=True)
+    records = [r for t in TABLES for r in read_topic(settings, settings.changelog(t))]
+    assert len(records) <= intervals * sum(map(len, state.values())) < per_take, (
+        len(records),
+        per_take,
+    )
 
 
 def test_bad_input_is_dead_lettered_and_good_records_still_alert(

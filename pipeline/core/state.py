@@ -9,11 +9,12 @@ way either is read or written:
 
 - ``get`` reads a key once and keeps its decoded value until the next ``flush``;
 - ``put`` changes only that kept value and marks the key touched;
-- ``flush`` writes each touched key once, exactly sized (orjson's buffer would keep ~4 KB
+- ``flush`` encodes each touched key once, exactly sized (orjson's buffer would keep ~4 KB
   allocated per value), a value that is None or empty as a deletion, and forgets what it
-  kept. The store is written then and at no other time: the worker flushes once per take,
-  inside the event being processed, so a key changed by many sign-ins of a take costs one
-  changelog record.
+  kept. A plain state stores it then; a ``deferred`` one (the worker's) keeps it pending,
+  read back by ``get``, until ``write`` stores every pending key at once: the worker writes
+  once per commit interval, so a key changed by many takes in that interval costs one
+  changelog record (see ``pipeline.runtime.app.Judge``).
 
 A key lives in one partition of every table (``partition_for``): ingest routes each record
 to the partition of its key (``record_key``), so a user's records meet the user's state.
@@ -62,14 +63,20 @@ class Keyed(Protocol[V]):
 
 
 class KeyedState(Generic[V]):
-    """One table's state: reads kept, writes collected, each touched key written once by
-    ``flush``."""
+    """One table's state: reads kept, writes collected, each touched key encoded once by
+    ``flush`` and stored by it or, ``deferred``, by ``write``."""
 
-    def __init__(self, codec: Codec[V], store: MutableMapping[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        codec: Codec[V],
+        store: MutableMapping[str, bytes] | None = None,
+        deferred: bool = False,
+    ) -> None:
         self._codec = codec
         self._store: MutableMapping[str, bytes] = {} if store is None else store
         self._kept: dict[str, V | None] = {}
         self._touched: set[str] = set()
+        self._pending: dict[str, bytes | None] | None = {} if deferred else None
 
     def get(self, key: str) -> V | None:
         """The key's value (None when it has none): read and decoded on the first get after
@@ -77,12 +84,13 @@ class KeyedState(Generic[V]):
         kept = self._kept
         if key in kept:
             return kept[key]
-        stored = self._store.get(key)
+        pending = self._pending
+        stored = pending[key] if pending and key in pending else self._store.get(key)
         value = kept[key] = self._codec.loads(stored) if stored else None
         return value
 
     def put(self, key: str, value: V | None) -> None:
-        """The key's new value, written by the next ``flush``; None or empty deletes it."""
+        """The key's new value, encoded by the next ``flush``; None or empty deletes it."""
         self._kept[key] = value
         self._touched.add(key)
 
@@ -91,24 +99,50 @@ class KeyedState(Generic[V]):
         return key in self._touched
 
     def flush(self) -> None:
-        store, dumps = self._store, self._codec.dumps
-        for key in self._touched:
-            value = self._kept[key]
-            if value:
-                store[key] = memoryview(dumps(value)).tobytes()
-            elif key in store:
-                del store[key]
+        dumps = self._codec.dumps
+        encoded = {
+            key: memoryview(dumps(value)).tobytes() if (value := self._kept[key]) else None
+            for key in self._touched
+        }
+        if self._pending is None:
+            self._store_all(encoded)
+        else:
+            self._pending.update(encoded)
         self._touched.clear()
         self._kept.clear()
 
+    def write(self) -> int:
+        """Store what earlier flushes encoded (a deferred state's changelog records); how
+        many keys that wrote."""
+        pending = self._pending
+        if not pending:
+            return 0
+        self._store_all(pending)
+        written = len(pending)
+        pending.clear()
+        return written
+
+    def _store_all(self, encoded: dict[str, bytes | None]) -> None:
+        store = self._store
+        for key, data in encoded.items():
+            if data is not None:
+                store[key] = data
+            elif key in store:
+                del store[key]
+
     def discard(self) -> None:
-        """Forget what was read and changed since the last flush: the store is as it was."""
+        """Forget what was read and changed since the last flush: the store and what is
+        pending are as they were."""
         self._touched.clear()
         self._kept.clear()
 
     def stored_keys(self) -> list[str]:
-        """The keys in the store (what ``flush`` has written), for the sweep."""
-        return list(self._store)
+        """The keys that have a value, stored or pending, for the sweep."""
+        pending = self._pending
+        if not pending:
+            return list(self._store)
+        stored = [key for key in self._store if key not in pending]
+        return stored + [key for key, data in pending.items() if data is not None]
 
 
 class Entry(Generic[V]):

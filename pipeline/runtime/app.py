@@ -12,7 +12,9 @@ fetch and decode every sign-in, which cost more than detection itself.
 Delivery is at-least-once: Faust flushes the producer (waits for every send in flight to be
 acknowledged) before it commits offsets, so a committed offset never runs ahead of what its
 events produced. Agents therefore never wait for a broker round trip per event; they only
-bound how many sends are unacknowledged (``Outbox``).
+bound how many sends are unacknowledged (``Outbox``). State is written once per commit
+interval, and an event is acknowledged only once the state it changed is written
+(``Judge.hold``), so its offset is never committed before that state.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -110,8 +112,22 @@ class KeyedTable(faust.Table[Any, Any]):
     each key in its own partition: a worker joining later recovers exactly its keys.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent: list[asyncio.Future[Any]] = []
+
     def partition_for_key(self, key: Any) -> int:
         return partition_for(key, self.partitions or self.app.conf.topic_partitions)
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        self._sent.append(sent)
+        return sent
+
+    def take_sent(self) -> list[asyncio.Future[Any]]:
+        """The changelog sends since the last call, each done once the broker has it."""
+        sent, self._sent = self._sent, []
+        return sent
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # Faust's RocksDB store files a value under the partition of the event being
@@ -228,12 +244,15 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         }
         stale = expiry(policy, engine.retention_s, settings.inventory_retention_days * 86400)
         users, addresses = (
-            Sweeper(KeyedState(RULE_STATES, tables[name]), engine, settings, stale)
+            Sweeper(KeyedState(RULE_STATES, tables[name], deferred=True), engine, settings, stale)
             for name in TABLES
         )
         driver = Driver(engine, users.state, addresses.state, settings.partitions)
         ledger = Ledger(policy, users.state, addresses.state)
-        judge = Judge(driver, ledger, users, addresses, alerts, incidents)
+        kept = cast("Iterable[KeyedTable]", tables.values())
+        judge = Judge(app, driver, ledger, users, addresses, alerts, incidents, kept)
+        _publish_timer(app, judge, settings.commit_interval_s)
+        app.publish_state = judge.publish  # type: ignore[attr-defined]  # read by transport
         _detect_agent(app, judge, signins, by_ip, dead_letter, settings)
         _by_ip_agent(app, judge, by_ip, dead_letter, settings)
         if view:
@@ -245,14 +264,23 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     return app
 
 
-def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) -> None:
+def _lag_timer(
+    app: faust.App, work: frozenset[str], interval_s: float = 5.0, stall_s: float = 15.0
+) -> None:
     """Consumer lag of the topics this worker consumes for work, as Kafka lag exporters count
     it (log end minus committed), so a dashboard shows it without one; KEDA scales on the
     broker's own view. Table changelogs are left out: a worker reads them only to recover
     and never commits them, so their "lag" never drains and would alarm an idle pipeline. And the
     partitions of each topic this worker owns: fewer signins partitions than there are
-    means it shares the group, and ingest re-keys through the hops."""
+    means it shares the group, and ingest re-keys through the hops.
+
+    A partition that lags with no event of it in progress and no commit for ``stall_s``
+    is read again from its committed offset. After a rebalance Faust can take a newly
+    assigned partition's first records from the fetcher and never deliver them (seen with
+    the embedded broker, about one SIGKILL run in five): without this the records would
+    wait for the next rebalance. Redelivery is safe, as state is idempotent."""
     known: set[str] = set()
+    stalled: dict[Any, tuple[int, float]] = {}  # partition -> (committed, since)
 
     def observe_partitions() -> None:
         owned: dict[str, int] = {}
@@ -269,6 +297,29 @@ def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) ->
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         observe_partitions()  # at once, not up to interval_s after a rebalance
 
+    async def reread_stalled(tp: Any, end: int, committed: int) -> None:
+        consumer = app.consumer
+        busy = {m.tp for m in consumer._unacked_messages}  # type: ignore[attr-defined]
+        if app.rebalancing or committed >= end or tp in busy:
+            stalled.pop(tp, None)
+            return
+        now = time.monotonic()
+        seen = stalled.get(tp)
+        if seen is None or seen[0] != committed:
+            stalled[tp] = (committed, now)
+        elif now - seen[1] >= stall_s:
+            log.warning(
+                "%s[%d] lags by %d with nothing in progress for %.0f s: reading it again from %d",
+                tp.topic,
+                tp.partition,
+                end - committed,
+                now - seen[1],
+                committed,
+            )
+            metrics.PARTITION_REREADS.labels(tp.topic).inc()
+            stalled[tp] = (committed, now)
+            await consumer.seek(tp, committed)
+
     @app.timer(interval_s)  # type: ignore[untyped-decorator]
     async def observe_lag() -> None:
         observe_partitions()
@@ -283,6 +334,7 @@ def _lag_timer(app: faust.App, work: frozenset[str], interval_s: float = 5.0) ->
             # Faust keeps no public view of what it committed.
             committed = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
             lag[tp.topic] = lag.get(tp.topic, 0) + max(end - committed, 0)
+            await reread_stalled(tp, end, committed)
         for topic, value in lag.items():
             metrics.CONSUMER_LAG.labels(topic).set(value)
 
@@ -296,19 +348,61 @@ Settled = list[tuple[int, list[tuple[Alert, bytes, bytes | None]]]]
 
 class Judge:
     """Detection as the agents run it: the driver, the ledger of incidents and inventory
-    kept in the same state, the sweepers, and the alerts and incidents topics."""
+    kept in the same state, the sweepers, and the alerts and incidents topics.
+
+    The tables are written once per commit interval, not per take: in a busy tenant a user
+    is touched by most takes, and each write is a changelog record of the user's whole
+    state. An event stays unacknowledged (Faust commits no offset at or beyond it) until
+    the state its take flushed is written and the broker has it (``hold``, then
+    ``publish``): a crash loses only state whose events are redelivered, and the
+    idempotent positions (``pipeline.core.driver``) keep state ahead of offsets harmless.
+    """
 
     def __init__(
         self,
+        app: faust.App,
         driver: Driver,
         ledger: Ledger,
         users: Sweeper,
         addresses: Sweeper,
         alerts: Any,
         incidents: Any,
+        tables: Iterable[KeyedTable],
     ) -> None:
-        self.driver, self.ledger, self.users, self.addresses = driver, ledger, users, addresses
+        self.app, self.driver, self.ledger = app, driver, ledger
+        self.users, self.addresses = users, addresses
         self.alerts, self.incidents = alerts, incidents
+        self._tables = list(tables)
+        self._held: list[Any] = []
+        self._publishing = asyncio.Lock()  # acknowledgements in the order events were held
+
+    async def hold(self, events: Sequence[Any]) -> None:
+        """Keep a finished take's events unacknowledged until ``publish``. Every take of a
+        stage that keeps state is held, failed ones too: Faust commits the first run of
+        acknowledged offsets, so an acknowledgement must never overtake a held event's."""
+        for event in events:
+            event.message.incref()  # take_events' own ack then leaves one reference
+            self._held.append(event.message)
+        if self.app.rebalancing:  # revocation waits for every event to be acknowledged
+            await self.publish()
+
+    async def publish(self) -> None:
+        """Write every key the takes since the last call changed, once, and acknowledge
+        their events when the broker has those changelog records (Faust's flush before a
+        commit gives up on its buffer after 0.1 s without a send, so it is not relied on)."""
+        async with self._publishing:
+            self.users.state.write()
+            self.addresses.state.write()
+            held, self._held = self._held, []
+            sent = [future for table in self._tables for future in table.take_sent()]
+            try:
+                await asyncio.gather(*sent)
+            except BaseException:
+                self._held[:0] = held  # acknowledged by a later publish, or redelivered
+                raise
+            consumer = self.app.consumer
+            for message in held:
+                message.ack(consumer)
 
     def settle(
         self,
@@ -340,6 +434,12 @@ class Judge:
         metrics.INCIDENTS.labels(version["kind"], version["severity"]).inc()
         key = str(version["id"]).encode()
         await outbox.add(await self.incidents.send(key=key, value=incident))
+
+
+def _publish_timer(app: faust.App, judge: Judge, interval_s: float) -> None:
+    @app.timer(interval_s)  # type: ignore[untyped-decorator]
+    async def publish_state() -> None:
+        await judge.publish()
 
 
 def _can_judge_directly(app: faust.App, settings: Settings) -> bool:
@@ -403,6 +503,8 @@ def _ingest_agent(
                 metrics.PROCESSING.labels("ingest").observe(time.perf_counter() - started)
             for index, reject in rejected:
                 await outbox.add(await dead_letter(events[index].message, reject))
+            if direct is not None:  # state's, whether judged here or re-keyed
+                await direct.hold(events)
 
 
 async def _judge_directly(
@@ -500,6 +602,7 @@ def _detect_agent(
                     await outbox.add(
                         await dead_letter(event.message, processing_error(exc, event.value))
                     )
+                await judge.hold(events)
                 continue
             for partition, segments in result.by_ip.items():
                 data = encode_observations(segments)
@@ -509,6 +612,7 @@ def _detect_agent(
             judge.driver.flush(addresses=False)
             mine = frozenset(event.message.partition for event in events)
             judge.users.maybe_sweep(mine, result.newest)
+            await judge.hold(events)
             metrics.observe_signins(result.enriched, result.risk_records)
             metrics.PROCESSING.labels("detect").observe(time.perf_counter() - started)
 
@@ -535,6 +639,7 @@ def _by_ip_agent(
                     await outbox.add(
                         await dead_letter(event.message, processing_error(exc, event.value))
                     )
+                await judge.hold(events)
                 continue
             await judge.send(outbox, settled)
             await outbox.drain()
@@ -542,6 +647,7 @@ def _by_ip_agent(
             newest = max((o.time for _, located in batch for o, _, _ in located), default=0.0)
             mine = frozenset(event.message.partition for event in events)
             judge.addresses.maybe_sweep(mine, newest)
+            await judge.hold(events)
             metrics.PROCESSING.labels("by-ip").observe(time.perf_counter() - started)
 
 
@@ -590,7 +696,7 @@ def _check_view(settings: Settings) -> None:
 class _InventoryServer(Service):
     """The read-only inventory view (``pipeline.runtime.inventory_view``) as the worker's
     web server: aiohttp on the worker's event loop, so a request reads the table between
-    takes, never half a take's state (the agents write it in one step per take). Faust
+    takes, never half a take's state (written once per commit interval). Faust
     starts it once the tables are recovered. It answers from the users of the partitions
     this worker processes; with several workers each serves its own users."""
 

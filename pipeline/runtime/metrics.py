@@ -83,6 +83,12 @@ CONSUMER_LAG = Gauge(
     "Messages on this worker's partitions past its committed offsets, per topic.",
     ["topic"],
 )
+PARTITION_REREADS = Counter(
+    "signin_risk_partition_rereads_total",
+    "Partitions read again from their committed offset after lagging with nothing in "
+    "progress for the stall window (records Faust fetched but never delivered).",
+    ["topic"],
+)
 PARTITIONS_ASSIGNED = Gauge(
     "signin_risk_partitions_assigned",
     "Partitions of each topic this worker owns (active, not standby).",

@@ -8,6 +8,9 @@
   at offsets 0-2 it says 1. Faust recovers a table by reading its changelog up to that
   answer, so a restarted worker silently lost the last batch of state writes. With
   ``verify_log_end`` the log end is confirmed by a fetch, whose high watermark is right.
+- A rebalance or a stop first has the worker write the state it holds events for
+  (``publish_state``), so the wait for every event's acknowledgement is not a commit
+  interval long.
 
 Faust finds transports by URL scheme through the ``faust.transports`` entry point;
 ``signinrisk://host:port`` selects this one.
@@ -79,6 +82,15 @@ async def confirmed_log_ends(
 class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_empty(self) -> None:
+        # A rebalance or a stop waits here until every event is acknowledged; the worker
+        # holds events until it writes their state (pipeline.runtime.app.Judge), so write
+        # it now rather than at the next commit interval.
+        publish = getattr(self.app, "publish_state", None)
+        if publish is not None:
+            await publish()
+        await super().wait_empty()
 
 
 class Transport(driver.Transport):
