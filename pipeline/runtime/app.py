@@ -277,10 +277,10 @@ def _lag_timer(
     A partition that lags with no event of it in progress and no commit for ``stall_s``
     is read again from its committed offset. After a rebalance Faust can take a newly
     assigned partition's first records from the fetcher and never deliver them (seen with
-    the embedded broker, about one SIGKILL run in five): without this the records would
+    the embedded broker in about half the SIGKILL test's runs): without this the records would
     wait for the next rebalance. Redelivery is safe, as state is idempotent."""
     known: set[str] = set()
-    stalled: dict[Any, tuple[int, float]] = {}  # partition -> (committed, since)
+    stalls = Stalls(stall_s)
 
     def observe_partitions() -> None:
         owned: dict[str, int] = {}
@@ -297,34 +297,27 @@ def _lag_timer(
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         observe_partitions()  # at once, not up to interval_s after a rebalance
 
-    async def reread_stalled(tp: Any, end: int, committed: int) -> None:
-        consumer = app.consumer
-        busy = {m.tp for m in consumer._unacked_messages}  # type: ignore[attr-defined]
-        if app.rebalancing or committed >= end or tp in busy:
-            stalled.pop(tp, None)
+    async def reread_stalled(tp: Any, end: int, committed: int, idle: bool) -> None:
+        stalled_s = stalls.due(tp, end, committed, idle, time.monotonic())
+        if stalled_s is None:
             return
-        now = time.monotonic()
-        seen = stalled.get(tp)
-        if seen is None or seen[0] != committed:
-            stalled[tp] = (committed, now)
-        elif now - seen[1] >= stall_s:
-            log.warning(
-                "%s[%d] lags by %d with nothing in progress for %.0f s: reading it again from %d",
-                tp.topic,
-                tp.partition,
-                end - committed,
-                now - seen[1],
-                committed,
-            )
-            metrics.PARTITION_REREADS.labels(tp.topic).inc()
-            stalled[tp] = (committed, now)
-            await consumer.seek(tp, committed)
+        log.warning(
+            "%s[%d] lags by %d with nothing in progress for %.0f s: reading it again from %d",
+            tp.topic,
+            tp.partition,
+            end - committed,
+            stalled_s,
+            committed,
+        )
+        metrics.PARTITION_REREADS.labels(tp.topic).inc()
+        await app.consumer.seek(tp, committed)
 
     @app.timer(interval_s)  # type: ignore[untyped-decorator]
     async def observe_lag() -> None:
         observe_partitions()
         consumer = app.consumer
         lag: dict[str, int] = {}
+        busy = {m.tp for m in consumer._unacked_messages}  # type: ignore[attr-defined]
         for tp in consumer.assignment():
             if tp.topic not in work:
                 continue
@@ -334,9 +327,33 @@ def _lag_timer(
             # Faust keeps no public view of what it committed.
             committed = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
             lag[tp.topic] = lag.get(tp.topic, 0) + max(end - committed, 0)
-            await reread_stalled(tp, end, committed)
+            await reread_stalled(tp, end, committed, not app.rebalancing and tp not in busy)
         for topic, value in lag.items():
             metrics.CONSUMER_LAG.labels(topic).set(value)
+
+
+class Stalls:
+    """Which lagging partitions to read again: those with nothing in progress whose
+    committed offset has not moved for ``stall_s`` (see ``_lag_timer``)."""
+
+    def __init__(self, stall_s: float) -> None:
+        self._stall_s = stall_s
+        self._since: dict[Any, tuple[int, float]] = {}  # partition -> (committed, since)
+
+    def due(self, tp: Any, end: int, committed: int, idle: bool, now: float) -> float | None:
+        """How long ``tp`` has been stuck when it is due to be read again, else None. A
+        partition read again is given another ``stall_s`` before the next time."""
+        if not idle or committed >= end:
+            self._since.pop(tp, None)
+            return None
+        seen = self._since.get(tp)
+        if seen is None or seen[0] != committed:
+            self._since[tp] = (committed, now)
+            return None
+        if now - seen[1] < self._stall_s:
+            return None
+        self._since[tp] = (committed, now)
+        return now - seen[1]
 
 
 DeadLetter = Callable[[Any, Rejected], Awaitable[Any]]
