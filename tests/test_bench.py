@@ -24,7 +24,7 @@ KEYS = [
         "rss_mb",
     },
     {"scan_rps", "orjson_rps", "ratio"},
-    {"users", "bytes_per_user", "recovery_s"},
+    {"users", "bytes_per_user", "recovery_s", "recovery_disk_s"},
 ]
 
 
@@ -61,4 +61,5 @@ def test_bench_prints_every_figure_of_one_run_as_key_value_lines() -> None:
     assert figures["p99_ms"] >= figures["p50_ms"] > 0
     assert figures["changelog_bytes_per_signin"] > 0
     assert figures["users"] == 200 and figures["recovery_s"] > 0
+    assert figures["recovery_disk_s"] > 0
     assert "two worker processes" in result.stdout
