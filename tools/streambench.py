@@ -508,10 +508,11 @@ def _state(
     users: int,
     tag: str,
     log: IO[bytes],
-    recovery_timeout_s: float = RECOVERY_TIMEOUT_S,
 ) -> StateFigures:
     """RSS at ``users // 2`` and ``users`` distinct users (the slope is what a user costs),
-    then how long a restarted worker takes, restoring them, to judge a new sign-in."""
+    then how long a restarted worker takes, restoring them, to judge a new sign-in. And
+    the same restart of a worker on the RocksDB store restarted on its own files (a pod
+    that keeps its volume): it reads only the changelog written after them."""
     settings = _stage(bootstrap, f"{tag}users")
     half = users // 2
     alerts = Alerts(settings)
@@ -530,52 +531,41 @@ def _state(
             _wait_committed(settings, events, workers[0])
             time.sleep(2)
             rss_all = rss_mb(workers[0].pid)
-        marker = f"restart{tag}"
-        _fill(producer, settings, [_marker(pool, marker)])
-        with _workers([settings], log):
-            spawned = time.time()
-            try:
-                recovery_s = alerts.wait_for(marker, recovery_timeout_s) - spawned
-            except TimeoutError:
-                recovery_s = float("nan")
+        recovery_s = _timed_restart(settings, producer, pool, alerts, f"restart{tag}", log)
     finally:
         alerts.close()
+    with tempfile.TemporaryDirectory(prefix="streambench-rocksdb-") as data_dir:
+        disk = _stage(bootstrap, f"{tag}disk", store="rocksdb://", data_dir=data_dir)
+        alerts = Alerts(disk)
+        try:
+            _fill(producer, disk, [_marker(pool, f"diskstart{tag}"), *tenant(pool, 0, users, tag)])
+            with _workers([disk], log) as workers:
+                alerts.wait_for(f"diskstart{tag}", 120)
+                _wait_committed(disk, 1 + -(-users // PER_ENVELOPE), workers[0])
+            disk_s = _timed_restart(disk, producer, pool, alerts, f"diskrestart{tag}", log)
+        finally:
+            alerts.close()
     slope = (rss_all - rss_half) * 1024 * 1024 / max(1, users - half)
-    disk_s = _disk_restart(bootstrap, producer, pool, users, tag, log, recovery_timeout_s)
     return StateFigures(users, rss_half, rss_all, slope, startup_s, recovery_s, disk_s)
 
 
-def _disk_restart(
-    bootstrap: str,
+def _timed_restart(
+    settings: Settings,
     producer: KafkaProducer,
     pool: Sequence[dict[str, Any]],
-    users: int,
-    tag: str,
+    alerts: Alerts,
+    marker: str,
     log: IO[bytes],
-    timeout_s: float,
 ) -> float:
-    """How long a worker on the RocksDB store, restarted on its own files (a pod that keeps
-    its volume), takes to judge a new sign-in after ``users`` distinct users: it reads only
-    the changelog written after its files, not the whole of it."""
-    with tempfile.TemporaryDirectory(prefix="streambench-rocksdb-") as data_dir:
-        settings = _stage(bootstrap, f"{tag}disk", store="rocksdb://", data_dir=data_dir)
-        alerts = Alerts(settings)
+    """Seconds from a worker's start to its alert on a new marked sign-in; nan past
+    ``RECOVERY_TIMEOUT_S``."""
+    _fill(producer, settings, [_marker(pool, marker)])
+    with _workers([settings], log):
+        spawned = time.time()
         try:
-            _fill(producer, settings, [_marker(pool, f"diskstart{tag}")])
-            _fill(producer, settings, tenant(pool, 0, users, tag))
-            with _workers([settings], log) as workers:
-                alerts.wait_for(f"diskstart{tag}", 120)
-                _wait_committed(settings, 1 + -(-users // PER_ENVELOPE), workers[0])
-            marker = f"diskrestart{tag}"
-            _fill(producer, settings, [_marker(pool, marker)])
-            with _workers([settings], log):
-                spawned = time.time()
-                try:
-                    return alerts.wait_for(marker, timeout_s) - spawned
-                except TimeoutError:
-                    return float("nan")
-        finally:
-            alerts.close()
+            return alerts.wait_for(marker, RECOVERY_TIMEOUT_S) - spawned
+        except TimeoutError:
+            return float("nan")
 
 
 def run_stream_bench(envelopes: Sequence[bytes], rate: int, seconds: float, users: int) -> None:
