@@ -281,6 +281,8 @@ def _lag_timer(
     wait for the next rebalance. Redelivery is safe, as state is idempotent."""
     known: set[str] = set()
     stalls = Stalls(stall_s)
+    for topic in work:  # 0 from the start, so a rate over it is defined before any reread
+        metrics.PARTITION_REREADS.labels(topic)
 
     def observe_partitions() -> None:
         owned: dict[str, int] = {}
